@@ -1,0 +1,59 @@
+# Two commands for a fresh machine with Python >= 3.11, make and git:
+#   make run    set up and run userstream locally (userstream dev)
+#   make test   set up and run the tests
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-all lint format typecheck proto proto-check buf-lint bench ci clean
+
+$(INSTALLED): pyproject.toml setup.py
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "userstream needs Python >= 3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(INSTALLED)
+
+run: install
+	$(BIN)/userstream dev
+
+# The default suite: unit, integration and the short reliability runs.
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Everything, including the long runs marked `slow`.
+test-all: install
+	$(BIN)/pytest --run-slow $(PYTEST_ARGS)
+
+lint: install proto-check buf-lint typecheck
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: install
+	$(BIN)/python scripts/typecheck.py
+
+proto: install
+	$(BIN)/python scripts/gen_protos.py
+
+proto-check: install
+	$(BIN)/python scripts/gen_protos.py --check
+
+buf-lint: install
+	$(BIN)/buf lint
+	$(BIN)/buf format --diff --exit-code
+
+bench: install
+	$(BIN)/python -m benchmarks --quick
+
+ci: lint test
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis

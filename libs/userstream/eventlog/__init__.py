@@ -1,0 +1,1 @@
+"""The durable, ordered log (the JetStream stream ``ACTIVITY``): subjects, provisioning, recording."""

@@ -1,0 +1,45 @@
+"""Client channels and the translation of call failures into domain errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import grpc
+
+from userstream.errors import UserstreamError
+from userstream.rpc.errors import FIELD_METADATA_KEY, error_of
+
+T = TypeVar("T")
+
+# Client-side load balancing over every address a (headless) service name resolves to.
+_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+
+
+def open_channel(address: str) -> grpc.aio.Channel:
+    """An insecure channel to ``host:port`` that balances calls over all resolved addresses."""
+    return grpc.aio.insecure_channel(
+        address,
+        options=[
+            ("grpc.service_config", _SERVICE_CONFIG),
+            ("grpc.enable_retries", 0),
+            ("grpc.keepalive_time_ms", 30_000),
+        ],
+    )
+
+
+async def call(pending: Awaitable[T]) -> T:
+    """Await a gRPC call, raising the matching domain error when it fails."""
+    try:
+        return await pending
+    except grpc.aio.AioRpcError as exc:
+        raise _domain_error(exc) from exc
+
+
+def _domain_error(exc: grpc.aio.AioRpcError) -> UserstreamError:
+    field = None
+    for key, value in exc.trailing_metadata() or ():
+        if key == FIELD_METADATA_KEY:
+            field = str(value)
+    return error_of(exc.code(), exc.details() or "", field)

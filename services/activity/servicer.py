@@ -1,0 +1,65 @@
+"""``userstream.activity.v1.ActivityService``: validate, then record through the log's recorder."""
+
+from __future__ import annotations
+
+from userstream.errors import InvalidArgumentError, UnavailableError
+from userstream.eventlog.log import EventLog
+from userstream.eventlog.recorder import Recorded
+from userstream.events.model import Activity
+from userstream.events.validation import Limits, validate_activity
+from userstream.policy import Policy
+from userstream.proto.activity.v1 import activity_pb2 as pb
+from userstream.proto.activity.v1 import activity_pb2_grpc as pb_grpc
+from userstream.rpc.activity import input_from_pb
+from userstream.rpc.server import Context
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ActivityService"].full_name
+
+
+class ActivityServicer(pb_grpc.ActivityServiceServicer):
+    """Thin: converts messages, validates every item before recording any, maps results back."""
+
+    def __init__(self, log: EventLog, policy: Policy, limits: Limits, max_batch: int) -> None:
+        self._log = log
+        self._policy = policy
+        self._limits = limits
+        self._max_batch = max_batch
+
+    async def RecordActivity(  # noqa: N802  # gRPC method name
+        self, request: pb.RecordActivityRequest, context: Context
+    ) -> pb.RecordActivityResponse:
+        if not request.HasField("activity"):
+            raise InvalidArgumentError("activity", "is required")
+        activity = self._validate(request.activity, "activity")
+        (result,) = await self._log.recorder().record([activity])
+        return _response(result)
+
+    async def RecordActivities(  # noqa: N802  # gRPC method name
+        self, request: pb.RecordActivitiesRequest, context: Context
+    ) -> pb.RecordActivitiesResponse:
+        if len(request.activities) > self._max_batch:
+            raise InvalidArgumentError(
+                "activities", f"holds {len(request.activities)} items; at most {self._max_batch}"
+            )
+        activities = [self._validate(item, f"activities[{index}]") for index, item in enumerate(request.activities)]
+        if not activities:
+            return pb.RecordActivitiesResponse()
+        results = await self._log.recorder().record(activities)
+        return pb.RecordActivitiesResponse(results=[_response(result) for result in results])
+
+    async def GetCursor(  # noqa: N802  # gRPC method name
+        self, request: pb.GetCursorRequest, context: Context
+    ) -> pb.GetCursorResponse:
+        if not self._log.ready:
+            raise UnavailableError("the log is not available: NATS is not connected")
+        return pb.GetCursorResponse(cursor=str(await self._log.head()))
+
+    def _validate(self, message: pb.Activity, where: str) -> Activity:
+        try:
+            return validate_activity(input_from_pb(message), self._policy, self._limits)
+        except InvalidArgumentError as error:
+            raise error.within(where) from None
+
+
+def _response(result: Recorded) -> pb.RecordActivityResponse:
+    return pb.RecordActivityResponse(cursor=str(result.cursor), duplicate=result.duplicate)

@@ -1,0 +1,44 @@
+"""Settings of the activity service: flags over ``USERSTREAM_*`` variables over defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from userstream.events.validation import DEFAULT_MAX_DATA_BYTES, Limits
+from userstream.policy import Policy
+from userstream.settings import (
+    Env,
+    GrpcServerSettings,
+    LoggingSettings,
+    LogStreamSettings,
+    NatsSettings,
+    PolicySettings,
+)
+
+DEFAULT_PORT = 50051
+MAX_BATCH = 1000  # activities per RecordActivities call
+
+
+@dataclass(frozen=True)
+class ActivitySettings:
+    server: GrpcServerSettings
+    nats: NatsSettings
+    stream: LogStreamSettings
+    policy: Policy
+    limits: Limits
+    logging: LoggingSettings
+    max_batch: int = MAX_BATCH
+
+    @classmethod
+    def load(
+        cls, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, nats_url: str | None = None, env: Env | None = None
+    ) -> ActivitySettings:
+        env = env or Env()
+        return cls(
+            server=GrpcServerSettings.from_env(env, host, port),
+            nats=NatsSettings.from_env(env, nats_url),
+            stream=LogStreamSettings.from_env(env),
+            policy=PolicySettings.from_env(env).policy,
+            limits=Limits(max_data_bytes=env.integer("MAX_DATA_BYTES", DEFAULT_MAX_DATA_BYTES, minimum=1)),
+            logging=LoggingSettings.from_env(env),
+        )
