@@ -52,9 +52,10 @@ class GetSubjectRequest(_message.Message):
     AT_CURSOR_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     at_cursor: _builtins.str
-    """Extension: answer with the memberships as they stood at this cursor (the
-    edge uses it to resume a stream). Empty means the latest state; the
-    answer's cursor is then the head of the log or later.
+    """Extension (the edge uses it to start and resume streams):
+      ""        the latest state this replica has applied; `cursor` says which position it reflects.
+      "now"     the state at the head of the log as of this call; `cursor` is that head.
+      a cursor  the memberships as they stood right after that position; `cursor` echoes it.
     """
     def __init__(
         self,
