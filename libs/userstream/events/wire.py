@@ -39,6 +39,9 @@ class WireBody(msgspec.Struct, rename="camel"):
     data: msgspec.Raw | None
 
 
+_NULL = msgspec.Raw(b"null")
+
+
 class EventView(msgspec.Struct, rename="camel"):
     """What routing and permission checks need from a stored body; ``data`` stays undecoded."""
 
@@ -47,7 +50,14 @@ class EventView(msgspec.Struct, rename="camel"):
     resource_type: str | None
     organization_id: str
     user_id: str | None
-    data: msgspec.Raw | None = None
+    # msgspec decodes `Raw | None` as "null only" and rejects an object, so the
+    # raw text (possibly `null`) is kept here and `data` gives the optional view.
+    raw_data: msgspec.Raw = msgspec.field(default=_NULL, name="data")
+
+    @property
+    def data(self) -> msgspec.Raw | None:
+        """The undecoded ``data`` object, or None when the event has none."""
+        return None if self.raw_data == _NULL else self.raw_data
 
 
 class MembershipData(msgspec.Struct, rename="camel"):
