@@ -36,7 +36,7 @@ class Env:
         value = self._environ.get(PREFIX + name, "").strip()
         return value or None
 
-    def integer(self, name: str, default: int, *, minimum: int | None = None) -> int:
+    def integer(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
         raw = self._environ.get(PREFIX + name, "").strip()
         if not raw:
             return default
@@ -46,6 +46,8 @@ class Env:
             raise SettingsError(f"{PREFIX}{name}={raw!r} is not an integer") from None
         if minimum is not None and value < minimum:
             raise SettingsError(f"{PREFIX}{name}={value} must be at least {minimum}")
+        if maximum is not None and value > maximum:
+            raise SettingsError(f"{PREFIX}{name}={value} must be at most {maximum}")
         return value
 
     def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
@@ -110,7 +112,8 @@ class LogStreamSettings:
             retention_age=env.number("RETENTION_AGE", cls.retention_age, minimum=1.0),
             retention_max_msgs=-1 if max_msgs == 0 else max_msgs,
             duplicate_window=env.number("DUPLICATE_WINDOW", cls.duplicate_window, minimum=1.0),
-            replicas=env.integer("STREAM_REPLICAS", cls.replicas, minimum=1),
+            # JetStream allows 1 to 5 replicas.
+            replicas=env.integer("STREAM_REPLICAS", cls.replicas, minimum=1, maximum=5),
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from userstream.events.validation import DEFAULT_MAX_DATA_BYTES, Limits
+from userstream.events.validation import DEFAULT_MAX_DATA_BYTES, MAX_DATA_BYTES_CEILING, Limits
 from userstream.policy import Policy
 from userstream.settings import (
     Env,
@@ -39,6 +39,10 @@ class ActivitySettings:
             nats=NatsSettings.from_env(env, nats_url),
             stream=LogStreamSettings.from_env(env),
             policy=PolicySettings.from_env(env).policy,
-            limits=Limits(max_data_bytes=env.integer("MAX_DATA_BYTES", DEFAULT_MAX_DATA_BYTES, minimum=1)),
+            limits=Limits(
+                max_data_bytes=env.integer(
+                    "MAX_DATA_BYTES", DEFAULT_MAX_DATA_BYTES, minimum=1, maximum=MAX_DATA_BYTES_CEILING
+                )
+            ),
             logging=LoggingSettings.from_env(env),
         )

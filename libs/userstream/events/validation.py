@@ -18,22 +18,40 @@ from userstream.policy import ENTITY_NAME, Policy
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _TYPE_PATTERN = re.compile(rf"({ENTITY_NAME.pattern})\.(created|updated|deleted)")
+# CONTRACT §2 fixes this one; it becomes the Nats-Msg-Id header.
 _MAX_IDEMPOTENCY_KEY = 128
-_MAX_SHORT_TEXT = 256
-_MAX_CHANGED_KEYS = 1024
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls and the Unicode line separators: none belongs in a header value.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _OBJECT = msgspec.json.Decoder(dict[str, msgspec.Raw])
+# A JSON string (skipped whole) or a bracket: enough to measure nesting without decoding.
+_STRING_OR_BRACKET = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+_OPENING = frozenset((b"[", b"{"))
 _MEMBERSHIP_KEYS = ("userId", "organizationId", "role")
 
 
 DEFAULT_MAX_DATA_BYTES = 256 * 1024
+# The stream refuses messages over 1 MiB (MAX_MESSAGE_BYTES in eventlog/stream.py);
+# data plus the largest metadata the limits below allow must stay under it.
+MAX_DATA_BYTES_CEILING = 768 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Size limits on what an activity may carry."""
+    """Size limits on what an activity may carry (the defaults are the documented ones).
+
+    Together they keep an encoded event below the stream's message size limit,
+    so an activity that passes validation is never refused by JetStream.
+    """
 
     max_data_bytes: int = DEFAULT_MAX_DATA_BYTES
+    # Nesting of `data` (the object itself is level 1). Deeper documents are refused
+    # rather than left to whichever parser meets them first.
+    max_data_depth: int = 64
+    max_changed_keys: int = 1024
+    # All changed keys together, in characters.
+    max_changed_keys_chars: int = 16 * 1024
+    # Each changed key and each `tx` field, in characters.
+    max_text_chars: int = 256
 
 
 def is_valid_id(value: str) -> bool:
@@ -65,8 +83,8 @@ def validate_activity(raw: ActivityInput, policy: Policy, limits: Limits, *, now
         user_id=user_id,
         role=role,
         data_json=data,
-        changed_keys=_check_changed_keys(raw.changed_keys),
-        tx=_check_tx(raw.tx),
+        changed_keys=_check_changed_keys(raw.changed_keys, limits),
+        tx=_check_tx(raw.tx, limits),
         idempotency_key=_check_idempotency_key(raw.idempotency_key),
         public=raw.public,
         created_at=_check_created_at(raw.created_at, now),
@@ -132,10 +150,28 @@ def _parse_data(text: str, limits: Limits) -> bytes | None:
     except msgspec.DecodeError as exc:
         raise InvalidArgumentError("data_json", f"must be a JSON object: {exc}") from None
     except RecursionError:
-        raise InvalidArgumentError("data_json", "is nested too deeply") from None
+        raise InvalidArgumentError("data_json", f"is nested deeper than {limits.max_data_depth} levels") from None
+    if _depth_exceeds(data, limits.max_data_depth):
+        raise InvalidArgumentError("data_json", f"is nested deeper than {limits.max_data_depth} levels")
     # Raw line breaks can only be insignificant whitespace in JSON; removing them
     # keeps the text (and every number in it) intact and one SSE line long.
     return data.replace(b"\r", b" ").replace(b"\n", b" ")
+
+
+def _depth_exceeds(data: bytes, max_depth: int) -> bool:
+    """Whether valid JSON ``data`` nests containers deeper than ``max_depth``."""
+    if data.count(b"[") + data.count(b"{") <= max_depth:
+        return False  # the common case, decided at C speed
+    depth = 0
+    for match in _STRING_OR_BRACKET.finditer(data):
+        token = match.group()
+        if token in _OPENING:
+            depth += 1
+            if depth > max_depth:
+                return True
+        elif len(token) == 1:
+            depth -= 1
+    return False
 
 
 def _with_membership_keys(data: bytes | None, user_id: str, organization_id: str, role: str | None) -> bytes:
@@ -158,33 +194,38 @@ def _with_membership_keys(data: bytes | None, user_id: str, organization_id: str
     return prefix + b"," + body
 
 
-def _check_changed_keys(keys: tuple[str, ...]) -> tuple[str, ...] | None:
+def _check_changed_keys(keys: tuple[str, ...], limits: Limits) -> tuple[str, ...] | None:
     if not keys:
         return None
-    if len(keys) > _MAX_CHANGED_KEYS:
-        raise InvalidArgumentError("changed_keys", f"has {len(keys)} entries; the limit is {_MAX_CHANGED_KEYS}")
+    if len(keys) > limits.max_changed_keys:
+        raise InvalidArgumentError("changed_keys", f"has {len(keys)} entries; the limit is {limits.max_changed_keys}")
     for index, key in enumerate(keys):
-        _check_text(key, f"changed_keys[{index}]", allow_empty=False)
+        _check_text(key, f"changed_keys[{index}]", limits, allow_empty=False)
+    total = sum(map(len, keys))
+    if total > limits.max_changed_keys_chars:
+        raise InvalidArgumentError(
+            "changed_keys", f"has {total} characters in all; the limit is {limits.max_changed_keys_chars}"
+        )
     return keys
 
 
-def _check_tx(tx: Tx | None) -> Tx | None:
+def _check_tx(tx: Tx | None, limits: Limits) -> Tx | None:
     if tx is None:
         return None
     fields = {"transaction_id": tx.transaction_id, "source_id": tx.source_id, "changed_field": tx.changed_field}
     for name, value in fields.items():
         if value:
-            _check_text(value, f"tx.{name}", allow_empty=True)
+            _check_text(value, f"tx.{name}", limits, allow_empty=True)
     if not any(fields.values()):
         return None
     return Tx(tx.transaction_id or None, tx.source_id or None, tx.changed_field or None)
 
 
-def _check_text(value: str, field: str, *, allow_empty: bool) -> None:
+def _check_text(value: str, field: str, limits: Limits, *, allow_empty: bool) -> None:
     if not value and not allow_empty:
         raise InvalidArgumentError(field, "must not be empty")
-    if len(value) > _MAX_SHORT_TEXT:
-        raise InvalidArgumentError(field, f"is longer than {_MAX_SHORT_TEXT} characters")
+    if len(value) > limits.max_text_chars:
+        raise InvalidArgumentError(field, f"is longer than {limits.max_text_chars} characters")
 
 
 def _check_idempotency_key(key: str) -> str | None:
