@@ -7,6 +7,7 @@ has its default here or there, nowhere else.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class Env:
             raise SettingsError(f"{PREFIX}{name}={raw!r} is not a number") from None
         if not value >= minimum:  # also rejects NaN
             raise SettingsError(f"{PREFIX}{name}={raw} must be at least {minimum}")
+        if not math.isfinite(value):
+            raise SettingsError(f"{PREFIX}{name}={raw} must be a finite number")
         return value
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
