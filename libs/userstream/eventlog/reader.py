@@ -1,0 +1,128 @@
+"""Reading ranges of the log back from JetStream: catch-up, gap repair, resume.
+
+Every read is bounded by a sequence that is known to exist on the subject
+(``until``, obtained from the stream leader or from a republished message's
+``Nats-Last-Sequence``), so a read is complete once it has seen ``until`` —
+even when the replica answering lags behind the leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from userstream.errors import UnavailableError
+from userstream.eventlog.subjects import PUBLIC_HEADER
+from userstream.nats_connection import NatsConnection
+
+# Up to this many messages are fetched one request each from the leader; longer
+# ranges switch to an ordered consumer, which streams them.
+_SINGLE_GET_LIMIT = 8
+# Seconds an abandoned ordered consumer lingers on the server.
+_CONSUMER_INACTIVE_THRESHOLD = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """One event as the log holds it: its sequence, original subject and body."""
+
+    sequence: int
+    subject: str
+    data: bytes
+    public: bool
+
+
+class LogReader:
+    def __init__(self, connection: NatsConnection, stream: str) -> None:
+        self._connection = connection
+        self._stream = stream
+        self._timeout = connection.request_timeout
+
+    async def last_sequence(self, subject: str) -> int:
+        """The sequence of the last message on ``subject`` (wildcards allowed), 0 if none; asked of the leader."""
+        try:
+            message = await self._connection.manager.get_msg(self._stream, subject=subject)
+        except nats.js.errors.NotFoundError:
+            return 0
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise UnavailableError(f"cannot read the log: {type(exc).__name__}") from exc
+        return int(message.seq or 0)
+
+    async def read(self, subject: str, after: int, until: int) -> list[StoredMessage]:
+        """Every message on ``subject`` with ``after < sequence <= until``, in order.
+
+        ``until`` must be 0 or the sequence of a message on ``subject`` (or one
+        at which the caller stops caring); the read ends when it is reached.
+        """
+        if until <= after:
+            return []
+        try:
+            messages = await self._read_singly(subject, after, until)
+            if messages and messages[-1].sequence < until:
+                messages += await self._read_with_consumer(subject, messages[-1].sequence, until)
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise UnavailableError(f"cannot read the log: {type(exc).__name__}") from exc
+        return messages
+
+    async def _read_singly(self, subject: str, after: int, until: int) -> list[StoredMessage]:
+        messages: list[StoredMessage] = []
+        position = after
+        manager = self._connection.manager
+        while position < until and len(messages) < _SINGLE_GET_LIMIT:
+            try:
+                raw = await manager.get_msg(self._stream, seq=position + 1, subject=subject, next=True)
+            except nats.js.errors.NotFoundError:
+                break
+            sequence = int(raw.seq or 0)
+            if sequence > until:
+                break
+            headers = raw.headers or {}
+            messages.append(StoredMessage(sequence, raw.subject or "", raw.data or b"", PUBLIC_HEADER in headers))
+            position = sequence
+        return messages
+
+    async def _read_with_consumer(self, subject: str, after: int, until: int) -> list[StoredMessage]:
+        js: JetStreamContext = self._connection.client.jetstream(timeout=self._timeout)
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=after + 1,
+            inactive_threshold=_CONSUMER_INACTIVE_THRESHOLD,
+            mem_storage=True,
+        )
+        messages: list[StoredMessage] = []
+        complete = asyncio.Event()
+
+        async def collect(message: Msg) -> None:
+            sequence = message.metadata.sequence.stream
+            if sequence <= until and not complete.is_set():
+                headers = message.headers or {}
+                messages.append(StoredMessage(sequence, message.subject, message.data, PUBLIC_HEADER in headers))
+            if sequence >= until:
+                complete.set()
+
+        subscription = await js.subscribe(subject, ordered_consumer=True, config=config, cb=collect)
+        try:
+            # The timeout applies to silence, not to the whole read: long ranges take as long as they take.
+            received = -1
+            while not complete.is_set():
+                if len(messages) == received:
+                    raise TimeoutError(f"no progress reading {subject} after sequence {after}")
+                received = len(messages)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(complete.wait(), self._timeout)
+        finally:
+            await asyncio.shield(_unsubscribe_quietly(subscription))
+        return messages
+
+
+async def _unsubscribe_quietly(subscription: JetStreamContext.PushSubscription) -> None:
+    # If the connection is gone, the server drops the consumer after its inactive threshold.
+    with contextlib.suppress(nats.errors.Error):
+        await subscription.unsubscribe()
