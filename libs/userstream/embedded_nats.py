@@ -165,7 +165,10 @@ class NatsServerProcess:
         raise TimeoutError("nats-server did not report its ports")
 
     def _wait_healthy(self, deadline: float) -> None:
-        url = f"http://{self.host}:{self.monitor_port}/healthz?js-enabled-only=true"
+        # A cluster member is ready once JetStream has a meta leader (the full check);
+        # before that every stream operation times out. A single server needs less.
+        query = "" if self.cluster_port is not None else "?js-enabled-only=true"
+        url = f"http://{self.host}:{self.monitor_port}/healthz{query}"
         while time.monotonic() < deadline:
             self._fail_if_exited()
             try:
