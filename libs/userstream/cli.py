@@ -11,9 +11,14 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from userstream.policy import PolicyError
+from userstream.settings import SettingsError
+
 # subcommand → (module with `add_arguments(parser)` and `run(args) -> int`, help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "activity": ("userstream.activity.cli", "run the activity service (gRPC, the write path)"),
+    "edge": ("userstream.edge.cli", "run the edge (HTTP, the streams users connect to)"),
+    "acl": ("userstream.acl.cli", "run the acl service (gRPC, memberships and permissions)"),
 }
 
 
@@ -29,8 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    status: int = args._module.run(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args._module.run(args)
+    except (SettingsError, PolicyError) as error:
+        # A configuration mistake: one line naming the variable or file, no traceback.
+        parser.exit(2, f"userstream {args.command}: error: {error}\n")
     return status
 
 

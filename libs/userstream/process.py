@@ -30,7 +30,13 @@ async def _serve(make: Callable[[], Service]) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await service.start()
+    try:
+        await service.start()
+    except OSError as error:
+        # Cannot listen (port taken, bad address): say so in one line and exit non-zero.
+        log.error("process.start_failed", error=str(error))  # noqa: TRY400  # the message says it all
+        await service.stop()
+        return 1
     await stop.wait()
     log.info("process.stopping")
     await service.stop()

@@ -126,9 +126,13 @@ class GrpcServer:
 
     async def start(self) -> int:
         """Bind and start; returns the bound port (useful with port 0)."""
-        self.port = self.server.add_insecure_port(f"{self._settings.host}:{self._settings.port}")
+        address = f"{self._settings.host}:{self._settings.port}"
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError as error:  # grpcio's way of saying the bind failed
+            raise OSError(f"cannot listen on {address} (in use, or not an address of this host)") from error
         if self.port == 0:
-            raise OSError(f"cannot listen on {self._settings.host}:{self._settings.port}")
+            raise OSError(f"cannot listen on {address}")
         await self.server.start()
         await self.set_serving(serving=False)
         log.info("rpc.listening", host=self._settings.host, port=self.port)
