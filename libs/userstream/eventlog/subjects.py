@@ -13,6 +13,7 @@ STREAM_SUBJECTS = ("user.*", "org.*")
 SEQUENCE_HEADER = "Nats-Sequence"
 LAST_SEQUENCE_HEADER = "Nats-Last-Sequence"  # the previous sequence on the same subject
 SUBJECT_HEADER = "Nats-Subject"
+TIMESTAMP_HEADER = "Nats-Time-Stamp"  # when the stream stored the message, RFC 3339 in UTC
 # Set by userstream when recording.
 MSG_ID_HEADER = "Nats-Msg-Id"
 EXPECTED_STREAM_HEADER = "Nats-Expected-Stream"

@@ -7,6 +7,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from userstream.errors import UserstreamError
 from userstream.rpc.errors import FIELD_METADATA_KEY, error_of
@@ -43,3 +44,13 @@ def _domain_error(exc: grpc.aio.AioRpcError) -> UserstreamError:
         if key == FIELD_METADATA_KEY:
             field = str(value)
     return error_of(exc.code(), exc.details() or "", field)
+
+
+async def is_serving(channel: grpc.aio.Channel, timeout: float = 1.0) -> bool:
+    """Whether the server behind ``channel`` reports SERVING on the standard health service."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    try:
+        response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+    except grpc.aio.AioRpcError:
+        return False
+    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)

@@ -1,0 +1,1 @@
+"""The edge: the only thing users connect to; serves each user's stream (CONTRACT §5)."""

@@ -1,0 +1,31 @@
+"""Who is asking: the stream token from the header, the cookie or the query string."""
+
+from __future__ import annotations
+
+from userstream.edge.errors import UnauthorizedError
+from userstream.tokens import Principal, TokenError, verify_token
+
+COOKIE_NAME = "userstream_token"
+QUERY_PARAMETER = "access_token"
+
+
+def authenticate(authorization: str | None, cookie: str | None, query: str | None, secret: str) -> Principal:
+    """The verified principal, taking the token by precedence: header, then cookie, then query."""
+    try:
+        return verify_token(_find_token(authorization, cookie, query), secret)
+    except TokenError as error:
+        raise UnauthorizedError(str(error)) from None
+
+
+def _find_token(authorization: str | None, cookie: str | None, query: str | None) -> str:
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise UnauthorizedError("the Authorization header must be `Bearer <token>`")
+        return credentials.strip()
+    token = cookie or query
+    if not token:
+        raise UnauthorizedError(
+            "a stream token is required (Authorization header, userstream_token cookie or access_token)"
+        )
+    return token

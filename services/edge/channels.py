@@ -1,0 +1,415 @@
+"""Channels: one live NATS subscription per subject in use on this worker, shared by its connections.
+
+A channel follows one subject of the log (``org.acme``, ``user.alice``, or
+``org.*`` for the public stream) through its republished ``live.`` subject. It
+decodes and frames each event once, and offers it to every member connection.
+It knows which part of the subject it has seen: everything after
+``covered_from``, tracked per concrete subject through ``Nats-Last-Sequence``.
+A jump in that header, or a NATS reconnect, makes it fetch the missed events
+from the log before anything newer (gap repair); its members are held meanwhile
+so they still receive everything in order.
+
+Recent events stay in a ring so a connection joining slightly behind the
+channel (a reconnect, a new membership) is served from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import nats.errors
+import structlog
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from userstream.cursor import CursorCodec
+from userstream.edge._live_queue import subscribe_in_wire_order
+from userstream.edge._timestamps import TimestampParser
+from userstream.edge.connection import Connection
+from userstream.edge.events import LiveEvent, decode_event
+from userstream.errors import UnavailableError
+from userstream.eventlog.reader import LogReader, StoredMessage
+from userstream.eventlog.subjects import (
+    LAST_SEQUENCE_HEADER,
+    PUBLIC_HEADER,
+    SEQUENCE_HEADER,
+    SUBJECT_HEADER,
+    TIMESTAMP_HEADER,
+    live_subject,
+)
+from userstream.nats_connection import NatsConnection
+
+log = structlog.get_logger("userstream.edge")
+
+_RETRY_WAIT = 0.25
+Work = Callable[[], Coroutine[Any, Any, None]]
+
+
+class State(enum.Enum):
+    OPENING = "opening"  # subscribing and catching up from the log
+    READY = "ready"  # following the live subject
+    REPAIRING = "repairing"  # fetching events the live subject skipped
+    CLOSED = "closed"
+
+
+class HubStats:
+    """Plain counters read by the metrics collector (cheaper than metric objects on the hot path)."""
+
+    __slots__ = ("catchup_reads", "deliveries", "events", "gap_repairs", "slow_consumers")
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.deliveries = 0
+        self.gap_repairs = 0
+        self.catchup_reads = 0
+        self.slow_consumers = 0
+
+
+class Hub:
+    """This worker's channels, reference-counted by the connections that joined them."""
+
+    def __init__(
+        self,
+        *,
+        connection: NatsConnection,
+        reader: LogReader,
+        codec: Callable[[], CursorCodec],
+        ring_size: int,
+        on_forget: Callable[[Connection], None],
+        unavailable_after: float,
+        observe_lag: Callable[[float], None] | None = None,
+    ) -> None:
+        self.nats = connection
+        self.reader = reader
+        self._codec = codec
+        self.ring_size = ring_size
+        self._on_forget = on_forget
+        self.unavailable_after = unavailable_after
+        self.observe_lag = observe_lag
+        self._timestamps = TimestampParser()
+        self.channels: dict[str, Channel] = {}
+        self.stats = HubStats()
+        self._tasks: set[asyncio.Task[None]] = set()
+        connection.on_state_change(self._on_nats_state)
+
+    @property
+    def codec(self) -> CursorCodec:
+        return self._codec()
+
+    def join(self, connection: Connection, subject: str, after: int) -> None:
+        """Make ``connection`` receive every event on ``subject`` after sequence ``after``.
+
+        The connection is held until the channel has handed it everything between
+        ``after`` and the live flow.
+        """
+        connection.hold()
+        connection.channels.add(subject)
+        channel = self.channels.get(subject)
+        if channel is None:
+            channel = Channel(self, subject, covered_from=after)
+            self.channels[subject] = channel
+            channel.open(connection)
+        else:
+            channel.admit(connection, after)
+
+    def leave(self, connection: Connection, subject: str) -> None:
+        connection.channels.discard(subject)
+        channel = self.channels.get(subject)
+        if channel is not None:
+            channel.remove(connection)
+            if not channel.members and not channel.waiting:
+                self._close(channel)
+
+    def forget(self, connection: Connection) -> None:
+        """The connection ended: leave every channel, cancel its timers, free its slot."""
+        for subject in list(connection.channels):
+            self.leave(connection, subject)
+        for timer in connection.timers:
+            timer.cancel()
+        connection.timers.clear()
+        self._on_forget(connection)
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for channel in list(self.channels.values()):
+            self._close(channel)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def observe(self, stamp: str | None) -> None:
+        """Record how long after it was stored a live event reached this worker."""
+        if self.observe_lag is None or stamp is None:
+            return
+        stored = self._timestamps.seconds(stamp)
+        if stored is not None:
+            self.observe_lag(max(0.0, time.time() - stored))
+
+    @property
+    def subscription_count(self) -> int:
+        return sum(1 for channel in self.channels.values() if channel.subscription is not None)
+
+    def _close(self, channel: Channel) -> None:
+        if self.channels.get(channel.subject) is channel:
+            del self.channels[channel.subject]
+        channel.shut()
+
+    def _on_nats_state(self, connected: bool) -> None:
+        if connected:
+            # Whatever was published while we were away never reached the live subjects.
+            for channel in list(self.channels.values()):
+                channel.request_probe()
+
+
+class Channel:
+    """One subject followed live, with catch-up from the log when the live flow has holes."""
+
+    def __init__(self, hub: Hub, subject: str, covered_from: int) -> None:
+        self.hub = hub
+        self.subject = subject
+        self.state = State.OPENING
+        self.members: set[Connection] = set()
+        self._member_list: tuple[Connection, ...] = ()
+        # Connections waiting for the channel to be READY, with the sequence they need events after.
+        self.waiting: list[tuple[Connection, int]] = []
+        self.covered_from = covered_from
+        self.last: dict[str, int] = {}
+        self.ring: deque[LiveEvent] = deque()
+        self.ring_floor = covered_from
+        self.pending: deque[Msg] = deque()
+        self.subscription: Subscription | None = None
+        self._held: list[Connection] = []
+        self._probe_needed = False
+
+    # -- membership ---------------------------------------------------------------------------
+
+    def open(self, first: Connection) -> None:
+        """Subscribe and catch up; ``first`` (held by its join) is released when the channel is READY."""
+        self._add(first)
+        self._held.append(first)
+        self.hub.spawn(self._run(self._open))
+
+    def admit(self, connection: Connection, after: int) -> None:
+        if self.state is State.READY:
+            asyncio.get_running_loop().call_soon(self._complete_join, connection, after)
+        else:
+            self.waiting.append((connection, after))
+
+    def remove(self, connection: Connection) -> None:
+        if connection in self.members:
+            self.members.discard(connection)
+            self._member_list = tuple(self.members)
+        self.waiting = [(waiting, after) for waiting, after in self.waiting if waiting is not connection]
+
+    def _add(self, connection: Connection) -> None:
+        self.members.add(connection)
+        self._member_list = tuple(self.members)
+
+    def _complete_join(self, connection: Connection, after: int) -> None:
+        if connection.closed or self.subject not in connection.channels or self.state is State.CLOSED:
+            connection.release()
+            return
+        if self.state is not State.READY:
+            self.waiting.append((connection, after))
+            return
+        self._add(connection)
+        for event in self.ring:
+            if event.sequence > after:
+                connection.offer(event)
+        if after < self.ring_floor:
+            self.hub.spawn(self._fetch_for(connection, after, self.ring_floor))
+        else:
+            connection.release()
+
+    async def _fetch_for(self, connection: Connection, after: int, until: int) -> None:
+        """The part a joining connection needs that the ring no longer holds."""
+        try:
+            stored = await self._read(self.subject, after, until)
+            codec = self.hub.codec
+            for message in stored:
+                event = decode_event(message, codec)
+                if event is not None:
+                    connection.offer(event)
+        except UnavailableError:
+            connection.close("unavailable")
+        finally:
+            connection.release()
+
+    # -- the live path --------------------------------------------------------------------------
+
+    def on_live(self, message: Msg) -> None:
+        """Called synchronously, in wire order, for each message on the live subject."""
+        if self.state is State.READY:
+            self._accept(message)
+        elif self.state is not State.CLOSED:
+            self.pending.append(message)
+
+    def _accept(self, message: Msg) -> None:
+        headers = message.headers or {}
+        sequence = int(headers[SEQUENCE_HEADER])
+        subject = headers[SUBJECT_HEADER]
+        expected = self.last.get(subject, self.covered_from)
+        if sequence <= expected:
+            return
+        previous = int(headers[LAST_SEQUENCE_HEADER])
+        if previous > expected:
+            # The live flow skipped events on this subject: fetch them before anything newer.
+            self.pending.appendleft(message)
+            self._begin(lambda: self._repair(subject, expected, previous))
+            return
+        self._emit(StoredMessage(sequence, subject, message.data, PUBLIC_HEADER in headers))
+        self.hub.observe(headers.get(TIMESTAMP_HEADER))
+
+    def _emit(self, message: StoredMessage) -> None:
+        if message.sequence <= self.last.get(message.subject, self.covered_from):
+            return
+        self.last[message.subject] = message.sequence
+        event = decode_event(message, self.hub.codec)
+        if event is None:
+            return
+        self.hub.stats.events += 1
+        self._remember(event)
+        for member in self._member_list:
+            member.offer(event)
+
+    def _remember(self, event: LiveEvent) -> None:
+        ring = self.ring
+        ring.append(event)
+        if len(ring) > self.hub.ring_size:
+            evicted = ring.popleft()
+            self.ring_floor = max(self.ring_floor, evicted.sequence)
+
+    def _drain_pending(self) -> None:
+        while self.pending and self.state is State.READY:
+            self._accept(self.pending.popleft())
+
+    # -- catching up from the log ----------------------------------------------------------------
+
+    def _begin(self, work: Work) -> None:
+        """Hold every member and run ``work``; READY again when it completes."""
+        self.state = State.REPAIRING
+        self._hold_members()
+        self.hub.spawn(self._run(work))
+
+    def _hold_members(self) -> None:
+        for member in self._member_list:
+            member.hold()
+        self._held.extend(self._member_list)
+
+    async def _run(self, work: Work) -> None:
+        """Run one catch-up, retrying while NATS is away; then resume the live flow and release members."""
+        try:
+            await _retrying(work, self.hub.unavailable_after)
+        except UnavailableError:
+            # Clients reconnect with their cursor and resume elsewhere or later; nothing is lost.
+            log.warning("edge.channel_unavailable", subject=self.subject)
+            self._release_held()
+            for member in [*self._member_list, *(connection for connection, _ in self.waiting)]:
+                member.close("unavailable")
+            return
+        except asyncio.CancelledError:
+            self._release_held()
+            raise
+        if self.state is State.CLOSED:
+            self._release_held()
+            return
+        self.state = State.READY
+        self._drain_pending()
+        self._release_held()
+        self._admit_waiting()
+        if self._probe_needed and self.state is State.READY:
+            self._probe_needed = False
+            self._begin(self._probe)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, []
+        for member in held:
+            member.release()
+
+    def _admit_waiting(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for connection, after in waiting:
+            self._complete_join(connection, after)
+
+    async def _open(self) -> None:
+        if self.subscription is None:
+            try:
+                subscription = await subscribe_in_wire_order(
+                    self.hub.nats.client, live_subject(self.subject), self.on_live
+                )
+                if self.state is State.CLOSED:
+                    await _unsubscribe(subscription)
+                    return
+                self.subscription = subscription
+                # Once the server has the subscription, everything stored later arrives live.
+                await self.hub.nats.client.flush()
+            except (nats.errors.Error, TimeoutError) as exc:
+                raise UnavailableError(f"cannot subscribe to {self.subject}") from exc
+        until = await self.hub.reader.last_sequence(self.subject)
+        for message in await self._read(self.subject, self.covered_from, until):
+            self._emit(message)
+
+    async def _repair(self, subject: str, after: int, until: int) -> None:
+        self.hub.stats.gap_repairs += 1
+        log.info("edge.gap_repair", subject=subject, after=after, until=until)
+        for message in await self._read(subject, after, until):
+            self._emit(message)
+        if self.last.get(subject, self.covered_from) < until:
+            # The log no longer holds them (retention): nothing to deliver, move on.
+            log.error("edge.gap_unrecoverable", subject=subject, after=after, until=until)
+            self.last[subject] = until
+
+    def request_probe(self) -> None:
+        if self.state is State.READY:
+            self._begin(self._probe)
+        elif self.state is not State.CLOSED:
+            self._probe_needed = True
+
+    async def _probe(self) -> None:
+        """After a NATS reconnect: fetch whatever arrived on the subject while we were away."""
+        until = await self.hub.reader.last_sequence(self.subject)
+        seen = max([self.covered_from, *self.last.values()])
+        for message in await self._read(self.subject, seen, until):
+            self._emit(message)
+
+    async def _read(self, subject: str, after: int, until: int) -> list[StoredMessage]:
+        self.hub.stats.catchup_reads += 1
+        return await self.hub.reader.read(subject, after, until)
+
+    def shut(self) -> None:
+        self.state = State.CLOSED
+        self.pending.clear()
+        self.ring.clear()
+        subscription, self.subscription = self.subscription, None
+        if subscription is not None:
+            self.hub.spawn(_unsubscribe(subscription))
+
+
+async def _retrying(work: Work, give_up_after: float) -> None:
+    """Run ``work`` until it succeeds; UnavailableError once it has failed for ``give_up_after`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + give_up_after
+    while True:
+        try:
+            await work()
+        except UnavailableError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(_RETRY_WAIT)
+        else:
+            return
+
+
+async def _unsubscribe(subscription: Subscription) -> None:
+    try:
+        await subscription.unsubscribe()
+    except Exception:  # the connection may be closed or reconnecting; the server forgets it then
+        log.debug("edge.unsubscribe_failed", subject=subscription.subject)

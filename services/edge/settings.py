@@ -1,0 +1,90 @@
+"""Settings of the edge: flags over ``USERSTREAM_*`` variables over defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from userstream.policy import Policy
+from userstream.settings import (
+    Env,
+    LoggingSettings,
+    LogStreamSettings,
+    NatsSettings,
+    PolicySettings,
+    SettingsError,
+)
+
+DEFAULT_PORT = 8000
+DEFAULT_ACL_ADDR = "127.0.0.1:50052"
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    host: str
+    port: int
+    workers: int
+    jwt_secret: str
+    nats: NatsSettings
+    stream: LogStreamSettings
+    policy: Policy
+    logging: LoggingSettings
+    acl_addr: str = DEFAULT_ACL_ADDR
+    # Seconds to wait for acl's answer at connect before answering 503.
+    acl_timeout: float = 3.0
+    # Seconds between keepalive pings on every stream.
+    ping_interval: float = 15.0
+    # Milliseconds a client waits before reconnecting (the `retry:` field).
+    retry_ms: int = 3000
+    # Bytes queued for one connection before it is cut off as a slow consumer.
+    queue_max_bytes: int = 1_048_576
+    # Seconds a cut-off connection gets to flush its `close` event before its socket is dropped.
+    cutoff_grace: float = 5.0
+    max_streams_per_user: int = 10
+    max_streams_per_worker: int = 20_000
+    # Seconds a SIGTERM gives open streams to receive `close` (shutdown) before the process exits.
+    drain_timeout: float = 10.0
+    # Recent events each channel keeps for connections that join slightly behind it.
+    channel_ring_size: int = 512
+    # Origins allowed to read streams from a browser (CORS, with credentials); empty: same origin only.
+    cors_origins: tuple[str, ...] = ()
+    # Seconds a Retry-After header asks clients to wait when the edge cannot serve them.
+    retry_after: int = 2
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        workers: int = 1,
+        nats_url: str | None = None,
+        jwt_secret: str | None = None,
+        env: Env | None = None,
+    ) -> EdgeSettings:
+        env = env or Env()
+        secret = jwt_secret or env.optional_text("JWT_SECRET")
+        if not secret:
+            raise SettingsError("USERSTREAM_JWT_SECRET is required: the HS256 secret that signs stream tokens")
+        origins = tuple(o.strip() for o in env.text("CORS_ORIGINS", "").split(",") if o.strip())
+        return cls(
+            host=host,
+            port=port,
+            workers=workers,
+            jwt_secret=secret,
+            nats=NatsSettings.from_env(env, nats_url),
+            stream=LogStreamSettings.from_env(env),
+            policy=PolicySettings.from_env(env).policy,
+            logging=LoggingSettings.from_env(env),
+            acl_addr=env.text("ACL_ADDR", DEFAULT_ACL_ADDR),
+            acl_timeout=env.number("ACL_TIMEOUT", cls.acl_timeout, minimum=0.1),
+            ping_interval=env.number("PING_INTERVAL", cls.ping_interval, minimum=0.05),
+            retry_ms=env.integer("RETRY_MS", cls.retry_ms, minimum=0),
+            queue_max_bytes=env.integer("QUEUE_MAX_BYTES", cls.queue_max_bytes, minimum=1024),
+            cutoff_grace=env.number("CUTOFF_GRACE", cls.cutoff_grace),
+            max_streams_per_user=env.integer("MAX_STREAMS_PER_USER", cls.max_streams_per_user, minimum=1),
+            max_streams_per_worker=env.integer("MAX_STREAMS_PER_WORKER", cls.max_streams_per_worker, minimum=1),
+            drain_timeout=env.number("DRAIN_TIMEOUT", cls.drain_timeout),
+            channel_ring_size=env.integer("CHANNEL_RING_SIZE", cls.channel_ring_size, minimum=0),
+            cors_origins=origins,
+            retry_after=env.integer("RETRY_AFTER", cls.retry_after, minimum=1),
+        )

@@ -1,0 +1,214 @@
+"""A raw-socket HTTP/1.1 + Server-Sent Events client for tests: it sees exactly the bytes the edge sends.
+
+Litestar's test clients hang on infinite streams and hide the framing; this
+parses the status line, headers, chunked encoding and SSE fields itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+
+@dataclass
+class SSEEvent:
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+    retry: int | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+@dataclass
+class HTTPResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class SSEStream:
+    """An open stream: read events one by one with ``next_event``."""
+
+    response: HTTPResponse
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    chunked: bool
+    _text: str = ""
+    _chunk_left: int = 0
+    retry: int | None = None
+    last_event_id: str | None = None
+    ended: bool = False
+    raw: bytearray = field(default_factory=bytearray)
+
+    async def next_event(self, timeout: float = 5.0) -> SSEEvent:
+        """The next dispatched event (``retry:``-only blocks are recorded in ``retry``). EOFError at the end."""
+        return await asyncio.wait_for(self._next_event(), timeout)
+
+    async def events_until(self, predicate: Any, timeout: float = 10.0) -> list[SSEEvent]:
+        """Events up to and including the first one for which ``predicate(event)`` holds."""
+        collected: list[SSEEvent] = []
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError(f"predicate not met; got {[(e.event, e.id) for e in collected]}")
+            event = await self.next_event(remaining)
+            collected.append(event)
+            if predicate(event):
+                return collected
+
+    async def changes(self, count: int, timeout: float = 10.0) -> list[SSEEvent]:
+        """The next ``count`` change events (pings skipped)."""
+        found: list[SSEEvent] = []
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(found) < count:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError(f"got {len(found)} of {count} changes")
+            event = await self.next_event(remaining)
+            if event.event == "change":
+                found.append(event)
+        return found
+
+    async def no_change_within(self, seconds: float) -> None:
+        """Assert that nothing but pings arrives for ``seconds``."""
+        try:
+            while True:
+                event = await self.next_event(seconds)
+                if event.event != "ping":
+                    raise AssertionError(f"unexpected {event.event} {event.id} {event.data}")
+        except TimeoutError:
+            return
+
+    async def read_to_end(self, timeout: float = 5.0) -> list[SSEEvent]:
+        events: list[SSEEvent] = []
+        try:
+            while True:
+                events.append(await self.next_event(timeout))
+        except EOFError:
+            return events
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+
+    async def _next_event(self) -> SSEEvent:
+        event = SSEEvent()
+        has_data = False
+        data_lines: list[str] = []
+        while True:
+            line = await self._line()
+            if line == "":
+                if has_data:
+                    event.data = "\n".join(data_lines)
+                    if event.id is not None:
+                        self.last_event_id = event.id
+                    return event
+                if event.retry is not None:
+                    self.retry = event.retry
+                event, has_data, data_lines = SSEEvent(), False, []
+                continue
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "event":
+                event.event = value
+            elif name == "data":
+                has_data = True
+                data_lines.append(value)
+            elif name == "id":
+                event.id = value
+            elif name == "retry" and value.isdigit():
+                event.retry = int(value)
+
+    async def _line(self) -> str:
+        while "\n" not in self._text:
+            chunk = await self._read_body()
+            if not chunk:
+                self.ended = True
+                raise EOFError("the stream ended")
+            self._text += chunk.decode()
+        line, _, self._text = self._text.partition("\n")
+        return line.removesuffix("\r")
+
+    async def _read_body(self) -> bytes:
+        if not self.chunked:
+            data = await self.reader.read(65536)
+            self.raw += data
+            return data
+        if self._chunk_left == 0:
+            size_line = await self.reader.readline()
+            if not size_line:
+                return b""
+            size = int(size_line.strip() or b"0", 16)
+            if size == 0:
+                await self.reader.readline()
+                return b""
+            self._chunk_left = size
+        data = await self.reader.read(min(self._chunk_left, 65536))
+        if not data:
+            return b""
+        self._chunk_left -= len(data)
+        if self._chunk_left == 0:
+            await self.reader.readexactly(2)
+        self.raw += data
+        return data
+
+
+async def request(
+    base_url: str,
+    path: str,
+    *,
+    query: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 5.0,
+) -> SSEStream | HTTPResponse:
+    """GET ``path``. A 200 event stream comes back open (SSEStream); anything else read whole (HTTPResponse)."""
+    host, port = base_url.removeprefix("http://").rstrip("/").split(":")
+    target = path + ("?" + urlencode(query) if query else "")
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+    lines = [f"GET {target} HTTP/1.1", f"Host: {host}:{port}", "Accept: text/event-stream"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), timeout)
+    status = int(status_line.split()[1])
+    response_headers: dict[str, str] = {}
+    while True:
+        line = (await asyncio.wait_for(reader.readline(), timeout)).decode().rstrip("\r\n")
+        if not line:
+            break
+        name, _, value = line.partition(":")
+        response_headers[name.strip().lower()] = value.strip()
+    response = HTTPResponse(status, response_headers)
+    chunked = response_headers.get("transfer-encoding", "").lower() == "chunked"
+    if status == 200 and response_headers.get("content-type", "").startswith("text/event-stream"):
+        return SSEStream(response, reader, writer, chunked)
+    if "content-length" in response_headers:
+        response.body = await asyncio.wait_for(reader.readexactly(int(response_headers["content-length"])), timeout)
+    elif chunked:
+        stream = SSEStream(response, reader, writer, chunked)
+        body = bytearray()
+        while chunk := await asyncio.wait_for(stream._read_body(), timeout):
+            body += chunk
+        response.body = bytes(body)
+    writer.close()
+    return response
+
+
+async def open_stream(base_url: str, path: str = "/me/stream", **kwargs: Any) -> SSEStream:
+    result = await request(base_url, path, **kwargs)
+    if not isinstance(result, SSEStream):
+        raise AssertionError(f"expected an event stream, got {result.status} {result.body!r}")  # noqa: TRY004  # a test failure
+    return result
