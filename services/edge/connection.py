@@ -45,6 +45,7 @@ class Connection:
         "closed",
         "cut_off",
         "held",
+        "held_bytes",
         "holds",
         "hub",
         "id",
@@ -94,6 +95,7 @@ class Connection:
         # Held until the connect-time catch-up completes; see `release`.
         self.holds = 1
         self.held: list[LiveEvent] = []
+        self.held_bytes = 0
         self.channels: set[str] = set()
         self.buffer: list[bytes] = []
         self.buffered = 0
@@ -112,6 +114,11 @@ class Connection:
             return
         if self.holds:
             self.held.append(event)
+            # Held events count against the same limit as queued bytes: a catch-up that
+            # takes too long must not let memory grow without bound.
+            self.held_bytes += len(event.frame)
+            if self.held_bytes > self.max_bytes:
+                self._overflow()
         else:
             self._deliver(event)
 
@@ -125,6 +132,7 @@ class Connection:
             return
         if self.held:
             pending, self.held = self.held, []
+            self.held_bytes = 0
             if not self._deliver_in_order(pending):
                 return
         if not self.offset_sent:
@@ -141,6 +149,7 @@ class Connection:
                 return False
             if self.holds:
                 self.held = pending[index + 1 :]
+                self.held_bytes = sum(len(rest.frame) for rest in self.held)
                 return False
         return True
 
@@ -190,12 +199,18 @@ class Connection:
         self.buffer.append(frame)
         self.buffered += len(frame)
         if self.buffered > self.max_bytes:
-            self.cut_off = True
-            self.buffer.clear()
-            self.buffered = 0
-            self.close("slow-consumer")
+            self._overflow()
             return
         self.wakeup.set()
+
+    def _overflow(self) -> None:
+        """More is waiting than the limit allows: drop it all and end the stream; the client resumes."""
+        self.cut_off = True
+        self.buffer.clear()
+        self.buffered = 0
+        self.held.clear()
+        self.held_bytes = 0
+        self.close("slow-consumer")
 
     def take(self) -> bytes:
         """Everything queued, as one write."""
