@@ -11,7 +11,6 @@ command to run, unless USERSTREAM_DEPLOY_REQUIRE_TOOLS=1 (set by
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -41,13 +40,11 @@ def _tool_dirs() -> list[Path]:
 
 def find_tool(name: str) -> str:
     """The path of a validation tool; skips the test (or fails it, when tools are required) if absent."""
+    # Only the pinned tools, never whatever is on PATH: a different kubectl renders differently.
     for directory in _tool_dirs():
         candidate = directory / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
-    found = shutil.which(name)
-    if found:
-        return found
     message = f"{name} is not installed: `make deploy-tools` installs the deploy validation tools"
     if os.environ.get(REQUIRE_TOOLS_VARIABLE) == "1":
         pytest.fail(message)

@@ -8,13 +8,17 @@ health check that compose runs inside the image is run against real servers.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
 import tomllib
+import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from userstream.rpc.server import GrpcServer
@@ -78,6 +82,52 @@ def test_build_context_holds_what_the_build_copies_and_nothing_else() -> None:
     assert readme in sources
     for unwanted in (".venv/bin/python", ".git/HEAD", "tests/conftest.py", "libs/userstream/__pycache__/x.pyc"):
         assert _ignored(unwanted, patterns), unwanted
+
+
+def _build_context(destination: Path) -> None:
+    """Copy what `docker build` would send (the working tree less the ignored files) to ``destination``."""
+    patterns = _ignore_patterns()
+    reincluded = [p.removeprefix("!").rstrip("/") for p in patterns if p.startswith("!")]
+    for directory, subdirectories, files in os.walk(ROOT):
+        relative_dir = Path(directory).relative_to(ROOT).as_posix().removeprefix(".")
+        # Skip whole trees that are ignored and hold nothing re-included (.git, .venv, ...).
+        subdirectories[:] = [
+            d
+            for d in subdirectories
+            if not _ignored(f"{relative_dir}/{d}".lstrip("/"), patterns)
+            or any(r.startswith(f"{relative_dir}/{d}/".lstrip("/")) for r in reincluded)
+        ]
+        for name in files:
+            relative = f"{relative_dir}/{name}".lstrip("/")
+            if not _ignored(relative, patterns):
+                (destination / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / relative, destination / relative)
+
+
+def test_package_builds_from_the_build_context_alone(tmp_path: Path) -> None:
+    """The image's `pip install .` step, on exactly the files the build context holds."""
+    context = tmp_path / "context"
+    _build_context(context)
+    wheels = tmp_path / "wheels"
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
+    result = subprocess.run(
+        [*pip_wheel, "--wheel-dir", str(wheels), str(context)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = wheels.glob("userstream-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        console_scripts = archive.read(entry_points).decode()
+    assert {"userstream/cli.py", "userstream/default_policy.toml", "userstream/proto/__init__.py"} <= names
+    for service in (ROOT / "services").iterdir():
+        if (service / "__init__.py").is_file():
+            assert f"userstream/{service.name}/cli.py" in names
+    assert "userstream = userstream.cli:main" in console_scripts
 
 
 def test_image_runs_as_a_numeric_non_root_user_under_an_init() -> None:

@@ -176,6 +176,15 @@ def test_ingress_routes_the_streams_and_nothing_internal(manifests: Manifests) -
     assert {"name": "http", "containerPort": EDGE_PORT} in edge["ports"]
 
 
+def test_prod_ingress_terminates_tls_for_its_hosts(manifests: Manifests, overlay: str) -> None:
+    (ingress,) = manifests.of_kind("Ingress")
+    hosts = {rule["host"] for rule in ingress["spec"]["rules"]}
+    if overlay == "prod":
+        covered = {host for tls in ingress["spec"]["tls"] for host in tls["hosts"]}
+        assert hosts <= covered
+        assert all(tls["secretName"] for tls in ingress["spec"]["tls"])
+
+
 # --- services and configuration ----------------------------------------------------
 
 
