@@ -10,12 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import nats.errors
-import nats.js.errors
-from nats.js import JetStreamContext
-from nats.js.api import PubAck
+from nats.aio.client import Client
 
 from userstream.cursor import Cursor, CursorCodec
 from userstream.errors import UnavailableError, UserstreamError
+from userstream.eventlog._acks import AckInbox, PubAck
 from userstream.eventlog.subjects import (
     EXPECTED_LAST_SUBJECT_SEQUENCE_HEADER,
     EXPECTED_STREAM_HEADER,
@@ -44,18 +43,32 @@ class Recorded:
 class Recorder:
     """Publishes activities to the ``ACTIVITY`` stream and returns their cursors.
 
-    A batch is published pipelined (all messages sent, then all acknowledgements
-    awaited), which keeps the order of the request. If NATS does not acknowledge
-    within ``timeout`` the call fails with ``UnavailableError``: some items may
-    have been recorded, and retrying with the same idempotency keys is safe.
+    A batch is encoded first (so nothing is sent if one item cannot be), then
+    published pipelined — every message written before any acknowledgement is
+    awaited — which keeps the request's order in the log. If NATS does not
+    acknowledge within ``timeout`` the call fails with ``UnavailableError``:
+    some items may have been recorded, and retrying with the same idempotency
+    keys is safe.
     """
 
-    def __init__(self, connection: NatsConnection, stream: str, codec: CursorCodec, timeout: float) -> None:
+    def __init__(
+        self,
+        connection: NatsConnection,
+        stream: str,
+        codec: CursorCodec,
+        timeout: float,
+        *,
+        acks: AckInbox | None = None,
+    ) -> None:
         self._connection = connection
         self._stream = stream
         self._codec = codec
         self._timeout = timeout
-        self._js: JetStreamContext | None = None
+        self._acks = acks
+
+    def for_log(self, codec: CursorCodec) -> Recorder:
+        """The same recorder (and acknowledgement inbox) for a reopened log."""
+        return Recorder(self._connection, self._stream, codec, self._timeout, acks=self._acks)
 
     async def record(
         self, activities: Sequence[Activity], *, expected_last_subject_sequence: int | None = None
@@ -70,34 +83,41 @@ class Recorder:
             raise ValueError("a conditional write records exactly one activity")
         if not self._connection.connected:
             raise UnavailableError("NATS is not connected")
-        js = self._jetstream()
-        futures: list[asyncio.Future[PubAck]] = []
+        messages = [
+            (subject_of(activity), encode_body(activity), self._headers(activity, expected_last_subject_sequence))
+            for activity in activities
+        ]
+        client = self._connection.client
+        acks = self._inbox(client)
         try:
-            for activity in activities:
-                headers = self._headers(activity, expected_last_subject_sequence)
-                futures.append(
-                    await js.publish_async(
-                        subject_of(activity), encode_body(activity), wait_stall=self._timeout, headers=headers
-                    )
-                )
-            acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=self._timeout)
-        except nats.js.errors.APIError as exc:
-            if exc.err_code == _WRONG_LAST_SEQUENCE:
-                raise ConcurrentChangeError(str(exc.description)) from exc
-            raise UnavailableError(f"JetStream refused the write: {exc.description}") from exc
+            batch = await acks.open(len(messages))
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise UnavailableError(f"NATS did not accept the write: {type(exc).__name__}") from exc
+        try:
+            # These awaits do not suspend while nats-py's buffer has room (2 MiB by default): the
+            # batch then reaches the socket in one write. The order on the connection is the order
+            # in the log, so the request's order holds either way.
+            for index, (subject, body, headers) in enumerate(messages):
+                await client.publish(subject, body, reply=batch.reply(index), headers=headers)
+            await asyncio.wait_for(batch.done, timeout=self._timeout)
         except (TimeoutError, nats.errors.Error) as exc:
             raise UnavailableError(f"NATS did not acknowledge the write: {type(exc).__name__}") from exc
         finally:
-            for future in futures:
-                # Free what nats-py holds for acknowledgements that never came.
-                future.cancel()
-        return [Recorded(self._codec.cursor(ack.seq), duplicate=bool(ack.duplicate)) for ack in acks]
+            acks.close(batch)
+        return [self._recorded(ack) for ack in batch.acks]
 
-    def _jetstream(self) -> JetStreamContext:
-        # One context for the connection's lifetime: it owns the inbox that collects acknowledgements.
-        if self._js is None:
-            self._js = self._connection.client.jetstream(timeout=self._timeout)
-        return self._js
+    def _inbox(self, client: Client) -> AckInbox:
+        if self._acks is None or self._acks.client is not client:
+            self._acks = AckInbox(client)
+        return self._acks
+
+    def _recorded(self, ack: PubAck | None) -> Recorded:
+        assert ack is not None  # the batch is done only when every acknowledgement arrived
+        if ack.error is not None:
+            if ack.error.err_code == _WRONG_LAST_SEQUENCE:
+                raise ConcurrentChangeError(ack.error.description)
+            raise UnavailableError(f"JetStream refused the write: {ack.error.description or ack.error.code}")
+        return Recorded(self._codec.cursor(ack.seq), duplicate=ack.duplicate)
 
     def _headers(self, activity: Activity, expected_last_subject_sequence: int | None) -> dict[str, str]:
         headers = {EXPECTED_STREAM_HEADER: self._stream}
