@@ -297,6 +297,8 @@ def test_nats_is_a_three_node_cluster_routed_over_its_headless_service(manifests
     cluster_port = next(p["port"] for p in headless["spec"]["ports"] if p["name"] == "cluster")
     expected = [f"nats://nats-{i}.{headless_name}:{cluster_port}" for i in range(NATS_REPLICAS)]
     assert list(config.routes) == expected
+    ports = {p["name"]: p["containerPort"] for p in only_container(statefulset)["ports"]}
+    assert ports == {"nats": int(config.values["port"]), "cluster": cluster_port, "monitor": 8222}
     assert config.values["server_name"] == "nats-0"  # $POD_NAME: unique per node, as JetStream needs
 
 
