@@ -104,7 +104,10 @@ class EventLog:
         if self._codec is not None and self._codec.log_id != log_id:
             log.warning("log.recreated", stream=self.stream, old_log_id=self._codec.log_id, log_id=log_id)
         self._codec = CursorCodec(log_id)
-        self._recorder = Recorder(self._connection, self.stream, self._codec, self._timeout)
+        if self._recorder is None:
+            self._recorder = Recorder(self._connection, self.stream, self._codec, self._timeout)
+        else:
+            self._recorder = self._recorder.for_log(self._codec)
         self._set_ready(ready=True)
         log.info("log.open", stream=self.stream, log_id=log_id, last_sequence=info.state.last_seq)
 
