@@ -16,6 +16,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.enums import ScopeType
 from litestar.types import Receive, Scope, Send
+from userstream.edge.assets import ASSET_ROUTES
 from userstream.edge.errors import EXCEPTION_HANDLERS
 from userstream.edge.metrics import EdgeMetrics
 from userstream.edge.probes import PROBE_ROUTES
@@ -44,17 +45,27 @@ def create_app(settings: EdgeSettings, *, handle_signals: bool = True) -> Transp
         finally:
             await runtime.stop()
 
+    extra_routes: list[Any] = []
+    lifespans: list[Any] = [lifespan]
+    if settings.devtools is not None:
+        # Only the dev stack sets this (see DevToolsSettings); the import keeps the dev API out of production.
+        from userstream.edge.devtools import mount_devtools  # noqa: PLC0415
+
+        devtools = mount_devtools(settings.devtools, settings.jwt_secret)
+        extra_routes.append(devtools.router)
+        lifespans.append(devtools.lifespan)
+
     cors = None
     if settings.cors_origins:
         cors = CORSConfig(allow_origins=list(settings.cors_origins), allow_credentials=True, allow_methods=["GET"])
     app = Litestar(
-        route_handlers=[*STREAM_ROUTES, *PROBE_ROUTES],
+        route_handlers=[*STREAM_ROUTES, *PROBE_ROUTES, *ASSET_ROUTES, *extra_routes],
         dependencies={
             "runtime": Provide(_runtime, sync_to_thread=False),
             "metrics": Provide(_metrics, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]  # handlers are typed per exception
-        lifespan=[lifespan],
+        lifespan=lifespans,
         cors_config=cors,
         openapi_config=None,
         logging_config=None,

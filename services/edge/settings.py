@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from userstream.policy import Policy
 from userstream.settings import (
@@ -16,6 +18,23 @@ from userstream.settings import (
 
 DEFAULT_PORT = 8000
 DEFAULT_ACL_ADDR = "127.0.0.1:50052"
+
+
+@dataclass(frozen=True)
+class DevToolsSettings:
+    """The demo page and the dev-only API (``userstream.edge.devtools``), for ``userstream dev`` only.
+
+    It mints tokens for any user, so it is deliberately not read from the
+    environment or from any flag of ``userstream edge``: only the dev stack's
+    own edge process (``userstream.dev.edge_process``, loopback only) sets it.
+    """
+
+    # Where the dev API records changes (the activity service, host:port).
+    activity_addr: str
+    # Seconds the tokens minted for the demo page are valid.
+    token_ttl: float = 86400.0
+    # The demo users and organizations `GET /dev/demo` lists for the demo page; None: none (`--no-demo`).
+    demo: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,8 @@ class EdgeSettings:
     cors_origins: tuple[str, ...] = ()
     # Seconds a Retry-After header asks clients to wait when the edge cannot serve them.
     retry_after: int = 2
+    # The dev-only API and demo page; None (always, outside `userstream dev`) leaves them unmounted.
+    devtools: DevToolsSettings | None = None
 
     @classmethod
     def load(
