@@ -1,0 +1,1 @@
+"""Benchmarks: rerunnable scripts that print numbers (``python -m benchmarks --help``)."""
