@@ -13,11 +13,11 @@ if TYPE_CHECKING:
     from userstream.edge.registry import StreamRegistry
 
 TRANSPORT_KEY = "userstream.transport"
-HEADERS = [
+HEADERS = (
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
-]
+)
 
 
 class EventStream:
@@ -41,7 +41,9 @@ class EventStream:
         self._refetch_reason = refetch_reason
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start: HTTPResponseStartEvent = {"type": "http.response.start", "status": 200, "headers": HEADERS}
+        # A fresh list per response: middleware (CORS) edits it in place, and a shared one would
+        # carry one client's Access-Control-Allow-Origin to every later stream.
+        start: HTTPResponseStartEvent = {"type": "http.response.start", "status": 200, "headers": list(HEADERS)}
         await send(start)
         preamble = sse.retry_frame(self._retry_ms)
         connection = self._connection

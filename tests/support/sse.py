@@ -44,8 +44,11 @@ class SSEStream:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     chunked: bool
-    _text: str = ""
+    _buffer: bytearray = field(default_factory=bytearray)
+    _scan: int = 0
     _chunk_left: int = 0
+    # Every byte of the body as received; off for long streams (tens of MB).
+    keep_raw: bool = True
     retry: int | None = None
     last_event_id: str | None = None
     ended: bool = False
@@ -104,6 +107,17 @@ class SSEStream:
         with contextlib.suppress(OSError):
             await self.writer.wait_closed()
 
+    async def __aenter__(self) -> SSEStream:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def change_ids_until(self, last: str, timeout: float = 10.0) -> list[str]:
+        """The ids of change events up to and including the one with id ``last``."""
+        events = await self.events_until(lambda event: event.id == last, timeout)
+        return [event.id or "" for event in events if event.event == "change"]
+
     async def _next_event(self) -> SSEEvent:
         event = SSEEvent()
         has_data = False
@@ -133,19 +147,28 @@ class SSEStream:
                 event.retry = int(value)
 
     async def _line(self) -> str:
-        while "\n" not in self._text:
+        # An index into one buffer, compacted now and then: tens of MB parse in linear time.
+        while True:
+            end = self._buffer.find(b"\n", self._scan)
+            if end >= 0:
+                break
             chunk = await self._read_body()
             if not chunk:
                 self.ended = True
                 raise EOFError("the stream ended")
-            self._text += chunk.decode()
-        line, _, self._text = self._text.partition("\n")
+            if self._scan > 65536:
+                del self._buffer[: self._scan]
+                self._scan = 0
+            self._buffer += chunk
+        line = self._buffer[self._scan : end].decode()
+        self._scan = end + 1
         return line.removesuffix("\r")
 
     async def _read_body(self) -> bytes:
         if not self.chunked:
             data = await self.reader.read(65536)
-            self.raw += data
+            if self.keep_raw:
+                self.raw += data
             return data
         if self._chunk_left == 0:
             size_line = await self.reader.readline()
@@ -162,7 +185,8 @@ class SSEStream:
         self._chunk_left -= len(data)
         if self._chunk_left == 0:
             await self.reader.readexactly(2)
-        self.raw += data
+        if self.keep_raw:
+            self.raw += data
         return data
 
 
@@ -173,12 +197,13 @@ async def request(
     query: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
     timeout: float = 5.0,
+    method: str = "GET",
 ) -> SSEStream | HTTPResponse:
-    """GET ``path``. A 200 event stream comes back open (SSEStream); anything else read whole (HTTPResponse)."""
+    """``method`` ``path``: a 200 event stream comes back open (SSEStream), anything else read whole."""
     host, port = base_url.removeprefix("http://").rstrip("/").split(":")
     target = path + ("?" + urlencode(query) if query else "")
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
-    lines = [f"GET {target} HTTP/1.1", f"Host: {host}:{port}", "Accept: text/event-stream"]
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}:{port}", "Accept: text/event-stream"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
     await writer.drain()
@@ -212,3 +237,26 @@ async def open_stream(base_url: str, path: str = "/me/stream", **kwargs: Any) ->
     if not isinstance(result, SSEStream):
         raise AssertionError(f"expected an event stream, got {result.status} {result.body!r}")  # noqa: TRY004  # a test failure
     return result
+
+
+async def request_error(base_url: str, path: str = "/me/stream", **kwargs: Any) -> HTTPResponse:
+    """GET ``path`` expecting an error response, not a stream."""
+    result = await request(base_url, path, **kwargs)
+    if isinstance(result, SSEStream):
+        await result.close()
+        raise AssertionError(f"expected an error, got a stream from {path}")  # noqa: TRY004  # a test failure
+    return result
+
+
+async def open_stream_retrying(
+    base_url: str, path: str = "/me/stream", timeout: float = 15.0, **kwargs: Any
+) -> SSEStream:
+    """Open a stream as a client would: retrying while the edge answers 503 (Retry-After)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await request(base_url, path, **kwargs)
+        if isinstance(result, SSEStream):
+            return result
+        if result.status != 503 or asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"expected an event stream, got {result.status} {result.body!r}")
+        await asyncio.sleep(0.1)
