@@ -223,7 +223,7 @@ class Channel:
         self._add(connection)
         for event in self.ring:
             if event.sequence > after:
-                connection.offer(event)
+                connection.offer(event, False)
         if after < self.ring_floor:
             self.hub.spawn(self._fetch_for(connection, after, self.ring_floor))
         else:
@@ -237,7 +237,7 @@ class Channel:
             for message in stored:
                 event = decode_event(message, codec)
                 if event is not None:
-                    connection.offer(event)
+                    connection.offer(event, False)
         except UnavailableError:
             connection.close("unavailable")
         finally:
@@ -265,10 +265,11 @@ class Channel:
             self.pending.appendleft(message)
             self._begin(lambda: self._repair(subject, expected, previous))
             return
-        self._emit(StoredMessage(sequence, subject, message.data, PUBLIC_HEADER in headers))
+        self._emit(StoredMessage(sequence, subject, message.data, PUBLIC_HEADER in headers), live=True)
         self.hub.observe(headers.get(TIMESTAMP_HEADER))
 
-    def _emit(self, message: StoredMessage) -> None:
+    def _emit(self, message: StoredMessage, *, live: bool = False) -> None:
+        """Decode and frame once, then offer to every member (``live``: from the live subject, not a read)."""
         if message.sequence <= self.last.get(message.subject, self.covered_from):
             return
         self.last[message.subject] = message.sequence
@@ -278,7 +279,7 @@ class Channel:
         self.hub.stats.events += 1
         self._remember(event)
         for member in self._member_list:
-            member.offer(event)
+            member.offer(event, live)
 
     def _remember(self, event: LiveEvent) -> None:
         ring = self.ring

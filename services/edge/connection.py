@@ -8,12 +8,19 @@ is released the buffer is delivered sorted, so events from several channels
 interleave exactly as in the log. Membership events are applied at their
 position, so every later event is checked against the memberships in force
 there (CONTRACT §4).
+
+What a catch-up read back from the log (a resume, a new membership, a gap
+repair) is handed to the writer a page at a time, as the client reads it: a
+resume of any length flows at the client's pace instead of overflowing the
+queue. Only what arrives live counts against the queue limit, so a client that
+stops reading is still cut off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import deque
 from typing import TYPE_CHECKING
 
 from userstream.edge import sse
@@ -28,16 +35,22 @@ if TYPE_CHECKING:
     from userstream.edge.channels import Hub
 
 _ids = itertools.count(1)
+# A catch-up tops up the writer's queue to this fraction of the queue limit each time it takes.
+_PAGE_FRACTION = 4
+
+# An event waiting for delivery, and whether it arrived live (live events count against the limit).
+Waiting = tuple[LiveEvent, bool]
 
 
-def _sequence_of(event: LiveEvent) -> int:
-    return event.sequence
+def _sequence_of(entry: Waiting) -> int:
+    return entry[0].sequence
 
 
 class Connection:
     """The state of one stream. All methods are synchronous and run on the worker's event loop."""
 
     __slots__ = (
+        "backlog",
         "buffer",
         "buffered",
         "channels",
@@ -45,7 +58,6 @@ class Connection:
         "closed",
         "cut_off",
         "held",
-        "held_bytes",
         "holds",
         "hub",
         "id",
@@ -61,6 +73,7 @@ class Connection:
         "system_role",
         "timers",
         "user_id",
+        "waiting",
         "wakeup",
     )
 
@@ -87,15 +100,19 @@ class Connection:
         self.memberships = memberships
         # Every event at or before `position` has been delivered or skipped.
         self.position = position
-        # The `offset` event is sent once every event up to `offset_target` is out.
+        # The `offset` event is sent once every event up to `offset_target` is out. Its cursor
+        # is the last event replayed before it, else the start (CONTRACT §5).
         self.offset_target = offset_target
         self.offset_cursor = offset_cursor
         self.offset_sent = False
         self.resumed = resumed
         # Held until the connect-time catch-up completes; see `release`.
         self.holds = 1
-        self.held: list[LiveEvent] = []
-        self.held_bytes = 0
+        self.held: list[Waiting] = []
+        # Released, in cursor order, waiting for room in the writer's queue; see `pump`.
+        self.backlog: deque[Waiting] = deque()
+        # Bytes of live events in `held` and `backlog`: they count against `max_bytes`.
+        self.waiting = 0
         self.channels: set[str] = set()
         self.buffer: list[bytes] = []
         self.buffered = 0
@@ -108,17 +125,21 @@ class Connection:
 
     # -- the fan-out path -------------------------------------------------------------------
 
-    def offer(self, event: LiveEvent) -> None:
-        """An event of a joined channel: deliver it now, or keep it until the holds are released."""
+    def offer(self, event: LiveEvent, live: bool = True) -> None:
+        """An event of a joined channel: deliver it now, or keep it until what comes before it is out.
+
+        ``live`` is False for events read back from the log (a catch-up): their
+        number is bounded by the range read, not by how slowly the client reads,
+        so they wait without counting against the queue limit.
+        """
         if event.sequence <= self.position:
             return
         if self.holds:
-            self.held.append(event)
-            # Held events count against the same limit as queued bytes: a catch-up that
-            # takes too long must not let memory grow without bound.
-            self.held_bytes += len(event.frame)
-            if self.held_bytes > self.max_bytes:
-                self._overflow()
+            self.held.append((event, live))
+            if live:
+                self._count_waiting(len(event.frame))
+        elif self.backlog:
+            self._enqueue(event, live)
         else:
             self._deliver(event)
 
@@ -131,27 +152,45 @@ class Connection:
         if self.holds or self.closed:
             return
         if self.held:
-            pending, self.held = self.held, []
-            self.held_bytes = 0
-            if not self._deliver_in_order(pending):
-                return
-        if not self.offset_sent:
+            merged = [*self.backlog, *self.held]
+            merged.sort(key=_sequence_of)
+            self.backlog = deque(merged)
+            self.held = []
+        self.pump()
+
+    def pump(self) -> None:
+        """Move released events to the writer's queue up to a page; send `offset` once all are out.
+
+        Called on release and each time the writer takes the queue, so a long
+        catch-up is written at the pace the client reads it.
+        """
+        backlog = self.backlog
+        page = self.max_bytes // _PAGE_FRACTION
+        while backlog and not self.holds and not self.closed and self.buffered < page:
+            event, live = backlog.popleft()
+            if live:
+                self.waiting -= len(event.frame)
+            if event.sequence > self.position:  # else offered twice (a catch-up overlapping the live flow)
+                self._deliver(event)
+        if not backlog and not self.holds and not self.offset_sent and not self.closed:
             self._send_offset()
 
-    def _deliver_in_order(self, pending: list[LiveEvent]) -> bool:
-        """Deliver ``pending`` sorted; False if delivery stopped (closed, or a membership event began a join)."""
-        pending.sort(key=_sequence_of)
-        for index, event in enumerate(pending):
-            if event.sequence <= self.position:
-                continue  # offered twice (a catch-up overlapping the live flow)
-            self._deliver(event)
-            if self.closed:
-                return False
-            if self.holds:
-                self.held = pending[index + 1 :]
-                self.held_bytes = sum(len(rest.frame) for rest in self.held)
-                return False
-        return True
+    def _enqueue(self, event: LiveEvent, live: bool) -> None:
+        """Queue ``event`` behind the backlog, in cursor order."""
+        backlog = self.backlog
+        if event.sequence > backlog[-1][0].sequence:
+            backlog.append((event, live))
+        else:  # rare: a live copy overtaken by a catch-up that read past it
+            self.backlog = deque(sorted([*backlog, (event, live)], key=_sequence_of))
+        if live:
+            self._count_waiting(len(event.frame))
+
+    def _count_waiting(self, size: int) -> None:
+        # Live events waiting behind a catch-up count against the same limit as queued bytes:
+        # a client that stops reading, or a catch-up that takes too long, must not grow memory.
+        self.waiting += size
+        if self.buffered + self.waiting > self.max_bytes:
+            self._overflow()
 
     def _deliver(self, event: LiveEvent) -> None:
         if not self.offset_sent and event.sequence > self.offset_target:
@@ -162,11 +201,15 @@ class Connection:
             return
         if self.public:
             if event.public and may_read_public(self.policy, event.entity_type, marked_public=True):
-                self.write(event.frame)
+                self._write_change(event, event.frame)
+            return
+        if event.subject not in self.channels:
+            # The channel was dropped (organization deleted) while later events of it were still
+            # queued here: they must not reach the client, as they would not have live.
             return
         role = self.memberships.get(event.organization_id)
         if may_read_entity(self.policy, self.system_role, role, event.entity_type):
-            self.write(event.frame)
+            self._write_change(event, event.frame)
         if event.is_organization_deletion:
             self.hub.leave(self, org_subject(event.organization_id))
 
@@ -178,13 +221,19 @@ class Connection:
         frame = event.frame
         if event.action is Action.DELETE and event.role is None and previous is not None:
             frame = event.frame_with_role(previous)
-        self.write(frame)
+        self._write_change(event, frame)
         subject = org_subject(organization_id)
         if event.action is Action.DELETE:
             if subject in self.channels:
                 self.hub.leave(self, subject)
         elif subject not in self.channels:
             self.hub.join(self, subject, after=event.sequence)
+
+    def _write_change(self, event: LiveEvent, frame: bytes) -> None:
+        self.write(frame)
+        self.hub.stats.deliveries += 1
+        if not self.offset_sent:
+            self.offset_cursor = event.cursor  # replayed: `offset` names the last one
 
     def _send_offset(self) -> None:
         self.offset_sent = True
@@ -198,7 +247,7 @@ class Connection:
             return
         self.buffer.append(frame)
         self.buffered += len(frame)
-        if self.buffered > self.max_bytes:
+        if self.buffered + self.waiting > self.max_bytes:
             self._overflow()
             return
         self.wakeup.set()
@@ -208,16 +257,22 @@ class Connection:
         self.cut_off = True
         self.buffer.clear()
         self.buffered = 0
-        self.held.clear()
-        self.held_bytes = 0
         self.close("slow-consumer")
 
     def take(self) -> bytes:
-        """Everything queued, as one write."""
+        """Everything queued, as one write; the next page of a catch-up is queued meanwhile."""
         chunk = b"".join(self.buffer)
         self.buffer.clear()
         self.buffered = 0
+        if self.backlog:
+            self.pump()
         return chunk
+
+    def _drop_waiting(self) -> None:
+        """The stream ends: what was not delivered is not needed (the client resumes from its cursor)."""
+        self.held = []
+        self.backlog.clear()
+        self.waiting = 0
 
     def close(self, reason: str, retry_ms: int | None = None) -> None:
         """Send `close` and end the stream; the hub forgets the connection at once."""
@@ -228,6 +283,7 @@ class Connection:
         self.buffer.append(sse.close_frame(reason))
         self.closed = True
         self.close_reason = reason
+        self._drop_waiting()
         self.wakeup.set()
         self.hub.forget(self)
 
@@ -236,5 +292,6 @@ class Connection:
         if not self.closed:
             self.closed = True
             self.close_reason = "disconnected"
+            self._drop_waiting()
             self.hub.forget(self)
         self.wakeup.set()

@@ -192,7 +192,7 @@ class EdgeRuntime:
             memberships=memberships,
             position=start,
             offset_target=target,
-            offset_cursor=self.log.codec.encode(target),
+            offset_cursor=self.log.codec.encode(start),
             resumed=resumed,
             max_bytes=self.settings.queue_max_bytes,
         )
