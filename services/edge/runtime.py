@@ -12,6 +12,7 @@ from userstream.acl_state.subject import CursorRefusedError
 from userstream.coalesce import Coalescer
 from userstream.cursor import Cursor, LogBounds, Position, parse_cursor
 from userstream.edge import sse
+from userstream.edge._log_identity import LogIdentityWatch
 from userstream.edge.channels import Hub
 from userstream.edge.connection import Connection
 from userstream.edge.errors import UnavailableHTTPError
@@ -63,6 +64,7 @@ class EdgeRuntime:
             unavailable_after=settings.nats.request_timeout * 2,
         )
         self._bounds = Coalescer(self.log.bounds)
+        self._identity = LogIdentityWatch(self.nats, self.log, self._log_recreated)
         self.draining = False
         self.acl_reachable = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -222,6 +224,13 @@ class EdgeRuntime:
     async def _open_log(self) -> None:
         await self.nats.connect()
         await self.log.open()
+        await self._identity.start()
+
+    def _log_recreated(self, old_log_id: int, log_id: int) -> None:
+        """Every open stream holds cursors of the old log: end them; on reconnect they are told to refetch."""
+        log.warning("edge.log_recreated", old_log_id=old_log_id, log_id=log_id, streams=len(self.registry.connections))
+        for connection in list(self.registry.connections):
+            connection.close("log-recreated")
 
     async def _ping_forever(self) -> None:
         while True:
