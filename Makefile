@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-all lint format typecheck proto proto-check buf-lint bench deploy-tools deploy-check ci clean
+.PHONY: install run test test-all lint format typecheck proto proto-check buf-lint buf-breaking bench deploy-tools deploy-check ci clean
 
 $(INSTALLED): pyproject.toml setup.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "userstream needs Python >= 3.11")'
@@ -29,7 +29,7 @@ test: install
 test-all: install
 	$(BIN)/pytest --run-slow $(PYTEST_ARGS)
 
-lint: install proto-check buf-lint typecheck
+lint: install proto-check buf-lint buf-breaking typecheck
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
@@ -49,6 +49,17 @@ proto-check: install
 buf-lint: install
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
+
+# The public gRPC API (CONTRACT §3) may grow but never break. Checked against
+# the commit that first published protos/ (v1: nothing released may break) and
+# against HEAD (uncommitted edits may not break what is committed). Needs the
+# git history a normal clone has; docs/development.md explains moving the baseline.
+PROTO_BASELINE ?= 59b19cdadf5992311b37278ba59e4e056346e5b8
+buf-breaking: install
+	@git cat-file -e '$(PROTO_BASELINE)^{commit}' 2>/dev/null || { \
+		echo "buf-breaking: baseline $(PROTO_BASELINE) is not in this clone (shallow? git fetch --unshallow)"; exit 1; }
+	$(BIN)/buf breaking --against '.git#ref=$(PROTO_BASELINE)'
+	$(BIN)/buf breaking --against '.git#ref=HEAD'
 
 bench: install
 	$(BIN)/python -m benchmarks --quick
