@@ -23,6 +23,7 @@ import nats.errors
 import structlog
 from nats.aio.msg import Msg
 from userstream.acl._feed import OrderedFeed
+from userstream.acl._head import HeadReader
 from userstream.acl._waiters import SequenceWaiters
 from userstream.acl.settings import AclTuning
 from userstream.acl_state.log_events import NotAMembershipEventError, decode_membership_event
@@ -68,6 +69,7 @@ class MembershipFollower:
         self._connection = connection
         self._log = log_
         self._reader = reader
+        self._head = HeadReader(connection, log_.stream)
         self._tuning = tuning
         self.projection = projection
         self.confirmed = position
@@ -145,7 +147,7 @@ class MembershipFollower:
 
     async def _barrier_round(self) -> LogBounds:
         """Read the head L, then the last membership event S (after L: it covers every one up to L); await S."""
-        bounds = await self._log.bounds()
+        bounds = await self._head.bounds()
         last_membership = await self._reader.last_sequence(MEMBERSHIP_SUBJECTS)
         await self.wait_applied(last_membership)
         if bounds.log_id != self.projection.log_id:

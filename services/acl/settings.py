@@ -30,9 +30,9 @@ class AclTuning:
     snapshot_chunk_bytes: int = 512 * 1024
     # The JetStream key-value bucket holding system roles.
     roles_bucket: str = "ACL_SYSTEM_ROLES"
-    # Minimum seconds between two barriers (reads of the log's head): a reconnect storm
-    # of GetSubject("now") costs at most two NATS requests per interval.
-    barrier_interval: float = 0.002
+    # Minimum seconds between the starts of two barrier rounds (reads of the log's head): a
+    # reconnect storm of GetSubject("now") costs at most two NATS requests per interval.
+    barrier_interval: float = 0.001
     # Seconds a call waits for this replica to apply an event it knows exists (its own write,
     # or the last membership event of a barrier) before answering UNAVAILABLE.
     apply_timeout: float = 5.0

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import msgspec
 
 from userstream.events.model import Action
 from userstream.memberships import apply_membership_event
@@ -27,8 +29,7 @@ class HistoryExpiredError(LookupError):
     """The position is older than the history this projection keeps."""
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
     """What one event did to one membership: ``before`` → ``after`` (None = not a member)."""
 
     sequence: int
@@ -37,12 +38,14 @@ class Change:
     after: str | None
 
 
-@dataclass(slots=True)
-class UserRecord:
-    """One user's memberships now, the changes that led there, and the last event on their subject."""
+class UserRecord(msgspec.Struct, array_like=True):
+    """One user's memberships now, the changes that led there, and the last event on their subject.
 
-    memberships: dict[str, str] = field(default_factory=dict)
-    changes: list[Change] = field(default_factory=list)
+    A msgspec struct so that a snapshot encodes the projection as it is, without copying it first.
+    """
+
+    memberships: dict[str, str] = msgspec.field(default_factory=dict)
+    changes: list[Change] = msgspec.field(default_factory=list)
     last_sequence: int = 0
 
 
