@@ -14,7 +14,7 @@ class ReconnectPolicy:
     ``(1 - jitter)`` and 1 times ``min(max_delay, initial_delay * multiplier**n)``,
     so that many clients cut off at once do not come back at once. A server
     that says when to come back (``retry:`` with ``close``, ``Retry-After``)
-    is followed instead, with the same jitter.
+    is followed instead, with the same jitter; ``max_delay`` caps every wait.
     """
 
     initial_delay: float = 0.5
@@ -39,4 +39,4 @@ class ReconnectPolicy:
 
     def jittered(self, seconds: float, rng: random.Random | None = None) -> float:
         spread = (rng or random).uniform(1 - self.jitter, 1.0)
-        return max(0.0, seconds * spread)
+        return max(0.0, min(seconds, self.max_delay) * spread)
