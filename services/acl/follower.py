@@ -23,7 +23,7 @@ import nats.errors
 import structlog
 from nats.aio.msg import Msg
 from userstream.acl._feed import OrderedFeed
-from userstream.acl._head import HeadReader
+from userstream.acl._probe import LeaderProbe
 from userstream.acl._waiters import SequenceWaiters
 from userstream.acl.settings import AclTuning
 from userstream.acl_state.log_events import NotAMembershipEventError, decode_membership_event
@@ -32,7 +32,6 @@ from userstream.coalesce import Coalescer
 from userstream.cursor import LogBounds
 from userstream.errors import UnavailableError
 from userstream.eventlog.log import EventLog
-from userstream.eventlog.reader import LogReader
 from userstream.eventlog.subjects import USER_PREFIX
 from userstream.nats_connection import NatsConnection
 
@@ -60,7 +59,6 @@ class MembershipFollower:
         self,
         connection: NatsConnection,
         log_: EventLog,
-        reader: LogReader,
         projection: MembershipProjection,
         tuning: AclTuning,
         *,
@@ -68,8 +66,7 @@ class MembershipFollower:
     ) -> None:
         self._connection = connection
         self._log = log_
-        self._reader = reader
-        self._head = HeadReader(connection, log_.stream)
+        self._probe = LeaderProbe(connection, log_.stream)
         self._tuning = tuning
         self.projection = projection
         self.confirmed = position
@@ -147,8 +144,8 @@ class MembershipFollower:
 
     async def _barrier_round(self) -> LogBounds:
         """Read the head L, then the last membership event S (after L: it covers every one up to L); await S."""
-        bounds = await self._head.bounds()
-        last_membership = await self._reader.last_sequence(MEMBERSHIP_SUBJECTS)
+        bounds = await self._probe.bounds()
+        last_membership = await self._probe.last_sequence(MEMBERSHIP_SUBJECTS)
         await self.wait_applied(last_membership)
         if bounds.log_id != self.projection.log_id:
             raise UnavailableError("the log was recreated; this acl replica is resynchronising")

@@ -47,7 +47,7 @@ class AclService:
         self.connection = NatsConnection(settings.nats, name="userstream-acl")
         self.log = EventLog(self.connection, settings.stream, owner=False)
         reader = LogReader(self.connection, settings.stream.name)
-        self.follower = MembershipFollower(self.connection, self.log, reader, MembershipProjection(0), tuning)
+        self.follower = MembershipFollower(self.connection, self.log, MembershipProjection(0), tuning)
         self.roles = SystemRoles(self.connection, tuning, replicas)
         self.snapshots = SnapshotStore(self.connection, tuning, replicas)
         self.readiness = Readiness(self.connection, self.follower, self.roles)
