@@ -17,7 +17,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, async_playwright
 
 from tests.browser.chromium import BrowserUnavailableError, ensure_chromium
-from tests.integration.dev.conftest import DevRun, start_dev
+from tests.integration.dev.running import DevRun, start_dev
 
 # Flags for a machine with no network but the package registries, running as root.
 CHROMIUM_ARGS = [
@@ -39,7 +39,7 @@ def chromium() -> Path:
 
 
 @pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevRun]:
+def dev(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevRun]:
     """One dev stack for the module, without traffic: the tests make every change themselves."""
     run = start_dev(tmp_path_factory.mktemp("browser"), "--no-traffic")
     try:

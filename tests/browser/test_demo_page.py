@@ -8,7 +8,7 @@ import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
 from tests.browser.conftest import dev_api, open_streams, wait_for
-from tests.integration.dev.conftest import DevRun
+from tests.integration.dev.running import DevRun
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120, func_only=True)]
 

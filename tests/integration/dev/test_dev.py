@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from userstream.tokens import verify_token
 
-from tests.integration.dev.conftest import DevRun, alive, clean_env, command_line, start_dev
+from tests.integration.dev.running import DevRun, alive, clean_env, command_line, start_dev
 
 pytestmark = pytest.mark.integration
 
