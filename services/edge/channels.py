@@ -232,7 +232,11 @@ class Channel:
     async def _fetch_for(self, connection: Connection, after: int, until: int) -> None:
         """The part a joining connection needs that the ring no longer holds."""
         try:
-            stored = await self._read(self.subject, after, until)
+            # A read ends at a sequence of this subject (LogReader.read), but `until` may be the position
+            # the channel opened at, which can belong to another subject: with nothing on this subject at or
+            # after it, the read would wait for ever. The subject's last sequence bounds it then.
+            last = await self.hub.reader.last_sequence(self.subject)
+            stored = await self._read(self.subject, after, min(until, last))
             codec = self.hub.codec
             for message in stored:
                 event = decode_event(message, codec)
