@@ -74,7 +74,7 @@ class AclService:
             pb_grpc.add_AclServiceServicer_to_server, AclServicer(queries, mutations, self.roles, self.readiness)
         )
         self._opening: asyncio.Task[None] | None = None
-        self._roles_reopening: asyncio.Task[None] | None = None
+        self._roles_resuming: asyncio.Task[None] | None = None
         self._health_changed = asyncio.Event()
         self._health_task: asyncio.Task[None] | None = None
         self._started = False
@@ -96,7 +96,7 @@ class AclService:
             await self._opening
 
     async def stop(self) -> None:
-        for task in (self._opening, self._roles_reopening):
+        for task in (self._opening, self._roles_resuming):
             if task is not None:
                 task.cancel()
         await self.server.stop()
@@ -143,15 +143,9 @@ class AclService:
 
     def _on_connection_change(self, connected: bool) -> None:
         self._health_changed.set()
-        if connected and self.roles.loaded is False and self._started:
-            if self._roles_reopening is None or self._roles_reopening.done():
-                self._roles_reopening = asyncio.get_running_loop().create_task(self._reopen_roles())
-        elif not connected:
-            self.roles.loaded = False
-
-    async def _reopen_roles(self) -> None:
-        await _retrying(self.roles.open)
-        self._health_changed.set()
+        resuming = self._roles_resuming is not None and not self._roles_resuming.done()
+        if connected and self.roles.loaded and not resuming:
+            self._roles_resuming = asyncio.get_running_loop().create_task(_retrying(self.roles.resume))
 
     def _on_follower_change(self, _: SyncState) -> None:
         self._health_changed.set()

@@ -55,20 +55,24 @@ class SystemRoles:
         return SYSTEM_USER if entry is None else entry[0]
 
     async def open(self) -> None:
-        """Open (or create) the bucket and load every role; safe to call again after a reconnect."""
-        self.loaded = False
+        """Open (or create) the bucket and load every role; until then ``loaded`` is False."""
         kv = await self._bucket_handle()
         last = (await kv.status()).stream_info.state.last_seq
-        if self._feed.last == 0:
-            await self._feed.start(0, last_per_subject=True)
-        else:
-            await self._feed.restart()
+        await self._feed.start(0, last_per_subject=True)
         try:
             await self._seen.wait(last, self._timeout)
         except TimeoutError:
             raise UnavailableError(f"system roles not loaded within {self._timeout} s") from None
         self.loaded = True
         log.info("acl.roles_loaded", admins=sum(1 for role, _ in self._roles.values() if role != SYSTEM_USER))
+
+    async def resume(self) -> None:
+        """After a reconnect: follow the bucket again from the last change seen.
+
+        The roles in memory stay in use meanwhile (a role change reaches a replica late, never wrongly:
+        CONTRACT §4 promises it at the user's next connection).
+        """
+        await self._feed.restart()
 
     async def set(self, user_id: str, role: str) -> None:
         """Store ``role`` for ``user_id`` (validated by the caller); visible here when this returns."""
