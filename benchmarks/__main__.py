@@ -17,6 +17,10 @@ from types import ModuleType
 # scenario → (module, one-line description)
 SCENARIOS: dict[str, tuple[str, str]] = {
     "ingest": ("benchmarks.ingest", "activity write path: RecordActivities events/s, RecordActivity calls/s, latency"),
+    "edge": (
+        "benchmarks.edge",
+        "edge vs naive edge: fan-out throughput, latency, idle memory, reconnect storm, scale-out; JSON, table, plots",
+    ),
 }
 
 
