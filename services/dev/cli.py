@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     import dataclasses
     import logging
+    import os
+    import sys
 
     from userstream.dev.settings import DevSettings
     from userstream.dev.stack import DevStack
@@ -72,4 +74,10 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(log_settings, "dev")
     # httpx logs every readiness probe at info level.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    return asyncio.run(DevStack(settings).run())
+    status = asyncio.run(DevStack(settings).run())
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader of our output went first (a pipe, then Ctrl-C): no noise at exit, same status.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return status

@@ -89,8 +89,7 @@ class DevStack:
             return 1
         settings = self.settings
         text = banner(addresses, tokens, settings.token_ttl / 3600, demo=settings.demo, traffic=settings.traffic)
-        print(text, file=self._out)
-        print(READY_LINE, file=self._out, flush=True)
+        self._write(self._out, f"{text}\n{READY_LINE}\n")
         if settings.traffic:
             self._spawn(self._traffic(addresses))
         waiters: list[asyncio.Future[Any]] = [stopped, self._failure]
@@ -134,7 +133,7 @@ class DevStack:
             await child.start()
             self._children.append(child)
             self._spawn(self._watch_child(child))
-        log.info("dev.starting", edge=addresses.edge_url, nats=nats_url)
+        _note("dev.starting", edge=addresses.edge_url, nats=nats_url)
         try:
             await asyncio.wait_for(self._wait_ready(addresses), settings.start_timeout)
         except TimeoutError:
@@ -235,12 +234,13 @@ class DevStack:
 
     async def _shutdown(self) -> None:
         self._stopping = True
-        log.info("dev.stopping")
+        _note("dev.stopping")
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for client in self._clients:
-            await client.close()
+            with contextlib.suppress(Exception):  # the children are stopped whatever happens here
+                await client.close()
         timeout = self.settings.stop_timeout
         edge = [child for child in self._children if child.name == "edge"]
         # The edge first, so that its streams end with `close` while the other services still answer.
@@ -248,7 +248,7 @@ class DevStack:
         await asyncio.gather(*(child.stop(timeout) for child in self._children if child not in edge))
         if self._nats is not None:
             await asyncio.to_thread(self._nats.stop, timeout)
-        log.info("dev.stopped")
+        _note("dev.stopped")
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -256,8 +256,20 @@ class DevStack:
         task.add_done_callback(self._tasks.discard)
 
     def _report(self, message: str) -> None:
-        print(f"userstream dev: {message}", file=self._err)
-        print("userstream dev: stopping everything", file=self._err, flush=True)
+        self._write(self._err, f"userstream dev: {message}\nuserstream dev: stopping everything\n")
+
+    @staticmethod
+    def _write(target: TextIO, text: str) -> None:
+        # Whoever reads our output may be gone (`userstream dev | tee`, then Ctrl-C): stopping must go on.
+        with contextlib.suppress(OSError, ValueError):
+            target.write(text)
+            target.flush()
+
+
+def _note(event: str, **details: object) -> None:
+    """Log, unless stderr is a closed pipe: nothing may keep the stack from stopping its children."""
+    with contextlib.suppress(OSError, ValueError):
+        log.info(event, **details)
 
 
 def _child_env(addresses: Addresses, secret: str) -> dict[str, str]:

@@ -55,7 +55,8 @@ class DemoTraffic:
                     await self._activity.record(self.next_change())
             except UserstreamError as error:
                 # A service restarting: the demo goes on with the next change.
-                log.warning("dev.traffic_failed", error=str(error))
+                with contextlib.suppress(OSError):  # stderr may be a closed pipe
+                    log.warning("dev.traffic_failed", error=str(error))
 
     def next_change(self) -> ActivityInput:
         """One random change in one of the demo organizations."""

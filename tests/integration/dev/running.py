@@ -109,8 +109,9 @@ class DevRun:
         """Once the process has exited: let the reader finish, then close the pipe."""
         if self._reader is not None:
             self._reader.join(5)
-        if self.process.stdout is not None and (self._reader is None or not self._reader.is_alive()):
-            self.process.stdout.close()
+        stdout = self.process.stdout
+        if stdout is not None and not stdout.closed and (self._reader is None or not self._reader.is_alive()):
+            stdout.close()
 
     def stop(self, timeout: float = 30.0) -> int:
         if self.process.poll() is None:
@@ -118,15 +119,21 @@ class DevRun:
         return self.process.wait(timeout)
 
 
-def start_dev(tmp_path: Path, *flags: str, **env: str) -> DevRun:
+def start_dev(tmp_path: Path, *flags: str, merge_stderr: bool = False, read: bool = True, **env: str) -> DevRun:
     data_dir = tmp_path / "dev"
     stderr_path = tmp_path / "dev.stderr"
     command = [sys.executable, "-m", "userstream.cli", "dev", "--data-dir", str(data_dir)]
     command += ["--nats-port", "0", "--edge-port", "0", "--activity-port", "0", "--acl-port", "0", *flags]
     with stderr_path.open("w") as stderr:
         process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, text=True, env=clean_env(**env)
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge_stderr else stderr,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=clean_env(**env),
         )
     run = DevRun(process, data_dir, stderr_path)
-    run.start_reading()
+    if read:
+        run.start_reading()
     return run

@@ -134,3 +134,20 @@ def test_a_crashed_service_is_reported_and_stops_the_stack(tmp_path: Path, dev_r
     assert status != 0
     assert "the acl service exited" in run.stderr
     assert [pid for pid in children if alive(pid)] == []
+
+
+def test_ctrl_c_after_the_reader_of_its_output_is_gone_still_stops_everything(
+    tmp_path: Path, dev_runs: list[DevRun]
+) -> None:
+    # `userstream dev 2>&1 | tee log`, then Ctrl-C: tee dies first, and every later write hits a closed pipe.
+    run = start_dev(tmp_path, DEV_TRAFFIC_INTERVAL="0.05", merge_stderr=True, read=False)
+    dev_runs.append(run)
+    stdout = run.process.stdout
+    assert stdout is not None
+    while stdout.readline().rstrip("\n") != "userstream ready":
+        assert run.process.poll() is None, "exited before ready"
+    children = run.children()
+    stdout.close()  # the pipe has no reader from here on
+    run.process.send_signal(signal.SIGINT)
+    assert run.process.wait(30) == 0
+    assert [pid for pid in children if alive(pid)] == []
