@@ -21,6 +21,7 @@ What it does for the caller (CONTRACT §5):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -110,16 +111,19 @@ class UserStream:
         await self.close()
 
     async def close(self) -> None:
+        """End the stream. From another task than the one iterating, that iteration ends too."""
         self.state = State.CLOSED
         if self._events is not None:
-            await self._events.aclose()  # type: ignore[attr-defined]  # an async generator
+            # "already running": another task iterates; closing the HTTP client below ends its read.
+            with contextlib.suppress(RuntimeError):
+                await self._events.aclose()  # type: ignore[attr-defined]  # an async generator
         if self._own_http:
             await self._http.aclose()
 
     async def _run(self) -> AsyncIterator[StreamEvent]:
         failures = 0
         refreshed = False
-        while True:
+        while self.state is not State.CLOSED:
             delay: float | None = None
             try:
                 async for event in self._connection():
@@ -136,7 +140,11 @@ class UserStream:
                 refreshed = True
                 self._token = await self._fresh_token()
                 delay = 0.0
-            except (httpx.TransportError, httpx.StreamError) as error:
+            except (httpx.TransportError, httpx.StreamError, RuntimeError) as error:
+                if self.state is State.CLOSED:
+                    return  # close() from another task closed the client under this read
+                if isinstance(error, RuntimeError):
+                    raise
                 log.info("client.disconnected", error=repr(error), cursor=self.cursor)
             self.state = State.RECONNECTING
             if delay is None:

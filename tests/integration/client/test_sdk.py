@@ -165,3 +165,20 @@ async def test_echoes_of_own_writes_are_skipped_but_advance_the_cursor(
     assert [change.cursor for change in collector.changes] == [other]
     assert collector.stream.cursor == other
     assert echo != other
+
+
+async def test_close_from_another_task_ends_the_iteration(stack: RestartableStack) -> None:
+    stream = open_stream(stack, "erin")
+    received: list[StreamEvent] = []
+    first = asyncio.Event()
+
+    async def iterate() -> None:
+        async for event in stream:
+            received.append(event)  # the test watches it grow
+            first.set()
+
+    task = asyncio.get_running_loop().create_task(iterate())
+    await asyncio.wait_for(first.wait(), 10)
+    await stream.close()
+    await asyncio.wait_for(task, 5)
+    assert isinstance(received[0], Offset)
