@@ -67,6 +67,12 @@ class StreamRegistry:
             if transport is not None:
                 transport.abort()
 
+    def abort_all(self) -> None:
+        """Drop the socket of every stream still being written (the end of a drain)."""
+        for transport in self._writers.values():
+            if transport is not None:
+                transport.abort()
+
     @property
     def writers(self) -> int:
         return len(self._writers)

@@ -98,6 +98,9 @@ class EdgeRuntime:
             await asyncio.wait_for(self.registry.writers_finished(), self.settings.drain_timeout)
         except TimeoutError:
             log.warning("edge.drain_timeout", unfinished=self.registry.writers)
+            # Clients that stopped reading cannot take their `close`: drop their sockets now, so the
+            # process exits at the end of the window rather than when uvicorn cancels their writers.
+            self.registry.abort_all()
         log.info("edge.drained", streams=count)
 
     async def stop(self) -> None:

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 from userstream.edge.app import TransportExposingApp, create_app
 from userstream.edge.runtime import EdgeRuntime
 from userstream.edge.settings import EdgeSettings
 from userstream.settings import Env
+
+from tests.support.cluster import free_port
+from tests.support.sse import HTTPResponse, request
 
 
 @dataclass
@@ -80,3 +88,72 @@ async def wait_until(predicate, timeout: float, interval: float = 0.02) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError("condition not met")
         await asyncio.sleep(interval)
+
+
+@dataclass
+class EdgeProcess:
+    """``userstream edge`` as operators run it: its own process, signals, exit status and memory."""
+
+    process: asyncio.subprocess.Process
+    port: int
+    log_file: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def memory_kib(self, field: str = "VmRSS") -> int:
+        """``VmRSS`` (now) or ``VmHWM`` (peak) of the process, from /proc."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise KeyError(field)
+
+    def log_tail(self, size: int = 2000) -> str:
+        return self.log_file.read_text(errors="replace")[-size:]
+
+    def terminate(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+
+    async def wait(self, timeout: float) -> int:
+        return await asyncio.wait_for(self.process.wait(), timeout)
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+
+async def start_edge_process(log_file: Path, timeout: float = 30.0, **env: str) -> EdgeProcess:
+    """Start ``userstream edge`` on a free port with only ``env`` (names without ``USERSTREAM_``) set."""
+    port = free_port()
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("USERSTREAM_")}
+    environment.update({f"USERSTREAM_{key}": value for key, value in env.items()})
+    with log_file.open("ab") as output:
+        process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "userstream"),
+            "edge",
+            "--port",
+            str(port),
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    edge = EdgeProcess(process, port, log_file)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        if process.returncode is not None:
+            raise RuntimeError(f"edge exited with {process.returncode}: {edge.log_tail()}")
+        with contextlib.suppress(OSError, ValueError, IndexError, TimeoutError):
+            response = await request(edge.base_url, "/readyz", timeout=1.0)
+            if isinstance(response, HTTPResponse) and response.status == 200:
+                return edge
+        if asyncio.get_running_loop().time() > deadline:
+            await edge.stop()
+            raise TimeoutError(f"edge not ready within {timeout} s: {edge.log_tail()}")
+        await asyncio.sleep(0.05)

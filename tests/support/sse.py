@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,11 +199,24 @@ async def request(
     headers: Mapping[str, str] | None = None,
     timeout: float = 5.0,
     method: str = "GET",
+    receive_buffer: int | None = None,
 ) -> SSEStream | HTTPResponse:
-    """``method`` ``path``: a 200 event stream comes back open (SSEStream), anything else read whole."""
+    """``method`` ``path``: a 200 event stream comes back open (SSEStream), anything else read whole.
+
+    ``receive_buffer`` shrinks the socket's kernel receive buffer (a reader that stalls then
+    stops the flow within a few KB instead of megabytes).
+    """
     host, port = base_url.removeprefix("http://").rstrip("/").split(":")
     target = path + ("?" + urlencode(query) if query else "")
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+    if receive_buffer is None:
+        connecting = asyncio.open_connection(host, int(port))
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        connecting = asyncio.open_connection(sock=sock, limit=receive_buffer)
+    reader, writer = await asyncio.wait_for(connecting, timeout)
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}:{port}", "Accept: text/event-stream"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
