@@ -18,16 +18,13 @@ class Addresses:
     data_dir: Path
 
 
-def banner(addresses: Addresses, tokens: dict[str, str], token_hours: float, *, demo: bool, traffic: bool) -> str:
+def banner(addresses: Addresses, tokens: dict[str, str], token_hours: float, *, traffic: bool) -> str:
     edge = addresses.edge_url
     logs = addresses.data_dir / "logs"
     lines = [
         "userstream dev: NATS, activity, acl and edge are running on this machine",
         "",
-    ]
-    if demo:
-        lines.append(f"  demo page       {edge}/")
-    lines += [
+        f"  demo page       {edge}/",
         f"  user stream     {edge}/me/stream",
         f"  public stream   {edge}/public/stream",
         f"  browser client  {edge}/client.js",

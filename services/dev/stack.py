@@ -88,7 +88,7 @@ class DevStack:
             self._report(str(error))
             return 1
         settings = self.settings
-        text = banner(addresses, tokens, settings.token_ttl / 3600, demo=settings.demo, traffic=settings.traffic)
+        text = banner(addresses, tokens, settings.token_ttl / 3600, traffic=settings.traffic)
         self._write(self._out, f"{text}\n{READY_LINE}\n")
         if settings.traffic:
             self._spawn(self._traffic(addresses))
