@@ -159,3 +159,21 @@ async def snapshot_messages(nats_server: NatsServerProcess) -> int:
         return int(info.state.messages)
     finally:
         await connection.close()
+
+
+async def test_a_change_after_retention_emptied_the_members_subject(
+    nats_server: NatsServerProcess, short_log: RunningActivity
+) -> None:
+    acl = await start_acl(nats_server.url)
+    try:
+        await acl.client.grant_membership("alice", "acme", "admin")
+        for _ in range(12):
+            await short_log.client.record(page())
+        # The log no longer holds alice's event: her subject's last sequence is 0, while acl remembers hers.
+        assert await read_membership_log(nats_server.url) == []
+        revoked = await acl.client.revoke_membership("alice", "acme")
+        assert revoked.role == "admin"
+        assert [entry.event.action.value for entry in await read_membership_log(nats_server.url)] == ["delete"]
+        assert (await acl.client.get_subject("alice", "now")).memberships == {}
+    finally:
+        await acl.close()
