@@ -83,6 +83,15 @@ async def test_nats_down_then_back(
     assert b'"entityId":"after"' in stored[1].data
 
 
+def _thread_state(pid: int, task: str) -> str:
+    """The scheduler state letter of one thread (R running, S sleeping, T stopped, …)."""
+    try:
+        stat = Path(f"/proc/{pid}/task/{task}/stat").read_text()
+    except FileNotFoundError:
+        return "T"  # the thread has gone: nothing left to stop
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
 @pytest.fixture
 def frozen(nats_server: NatsServerProcess) -> Iterator[Callable[[], None]]:
     """Freeze the server (SIGSTOP): connections stay open but nothing answers. Thawed afterwards."""
@@ -94,6 +103,11 @@ def frozen(nats_server: NatsServerProcess) -> Iterator[Callable[[], None]]:
         nonlocal stopped
         os.kill(pid, signal.SIGSTOP)
         stopped = True
+        # The signal is delivered asynchronously: wait until every thread has really stopped.
+        deadline = time.monotonic() + 5
+        while not all(_thread_state(pid, task) == "T" for task in os.listdir(f"/proc/{pid}/task")):
+            assert time.monotonic() < deadline, "nats-server did not stop"
+            time.sleep(0.001)
 
     try:
         yield freeze
