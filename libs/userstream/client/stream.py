@@ -110,6 +110,10 @@ class UserStream:
     ) -> None:
         await self.close()
 
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
     async def close(self) -> None:
         """End the stream. From another task than the one iterating, that iteration ends too."""
         self.state = State.CLOSED
@@ -123,7 +127,7 @@ class UserStream:
     async def _run(self) -> AsyncIterator[StreamEvent]:
         failures = 0
         refreshed = False
-        while self.state is not State.CLOSED:
+        while not self.closed:
             delay: float | None = None
             try:
                 async for event in self._connection():
@@ -141,7 +145,7 @@ class UserStream:
                 self._token = await self._fresh_token()
                 delay = 0.0
             except (httpx.TransportError, httpx.StreamError, RuntimeError) as error:
-                if self.state is State.CLOSED:
+                if self.closed:
                     return  # close() from another task closed the client under this read
                 if isinstance(error, RuntimeError):
                     raise
