@@ -61,15 +61,13 @@ class MembershipFollower:
         log_: EventLog,
         projection: MembershipProjection,
         tuning: AclTuning,
-        *,
-        position: int = 0,
     ) -> None:
         self._connection = connection
         self._log = log_
         self._probe = LeaderProbe(connection, log_.stream)
         self._tuning = tuning
         self.projection = projection
-        self.confirmed = position
+        self.confirmed = 0
         self.state = SyncState.SYNCING
         self._listeners: list[StateListener] = []
         self._applied = SequenceWaiters()
@@ -109,7 +107,9 @@ class MembershipFollower:
     async def start(self) -> None:
         """Synchronise now (returns once synced or refused); resynchronise after every reconnect."""
         self._connection.on_state_change(self._on_connection_change)
-        await self._sync()
+        # Tracked like every later sync, so a reconnect meanwhile does not start a second one.
+        self._syncing = asyncio.get_running_loop().create_task(self._sync())
+        await asyncio.shield(self._syncing)
 
     async def stop(self) -> None:
         if self._syncing is not None:
