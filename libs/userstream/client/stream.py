@@ -144,12 +144,14 @@ class UserStream:
                 refreshed = True
                 self._token = await self._fresh_token()
                 delay = 0.0
-            except (httpx.TransportError, httpx.StreamError, RuntimeError) as error:
+            except (httpx.TransportError, httpx.StreamError) as error:
                 if self.closed:
                     return  # close() from another task closed the client under this read
-                if isinstance(error, RuntimeError):
-                    raise
                 log.info("client.disconnected", error=repr(error), cursor=self.cursor)
+            except RuntimeError:
+                if self.closed:
+                    return  # the same, seen by the connection pool
+                raise
             self.state = State.RECONNECTING
             if delay is None:
                 failures += 1
