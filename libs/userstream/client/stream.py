@@ -114,6 +114,11 @@ class UserStream:
     def closed(self) -> bool:
         return self.state is State.CLOSED
 
+    def _is_closed(self) -> bool:
+        # A call, not the property: mypy would narrow the property from one check to the next,
+        # but close() may run in another task in between.
+        return self.state is State.CLOSED
+
     async def close(self) -> None:
         """End the stream. From another task than the one iterating, that iteration ends too."""
         self.state = State.CLOSED
@@ -127,7 +132,7 @@ class UserStream:
     async def _run(self) -> AsyncIterator[StreamEvent]:
         failures = 0
         refreshed = False
-        while not self.closed:
+        while not self._is_closed():
             delay: float | None = None
             try:
                 async for event in self._connection():
@@ -145,11 +150,11 @@ class UserStream:
                 self._token = await self._fresh_token()
                 delay = 0.0
             except (httpx.TransportError, httpx.StreamError) as error:
-                if self.closed:
+                if self._is_closed():
                     return  # close() from another task closed the client under this read
                 log.info("client.disconnected", error=repr(error), cursor=self.cursor)
             except RuntimeError:
-                if self.closed:
+                if self._is_closed():
                     return  # the same, seen by the connection pool
                 raise
             self.state = State.RECONNECTING
