@@ -30,19 +30,31 @@ _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 BIN = Path(sys.executable).parent
 
 
+# Linux's autogroup scheduling shares the CPU fairly between *sessions* first, and
+# niceness only orders the processes inside one session. Every benchmark process
+# therefore runs in a session of its own (as it would in its own container), and
+# `--nice` sets the weight of those sessions (/proc/<pid>/autogroup).
 _niceness = [0]
 
 
 def set_niceness(value: int) -> None:
-    """Run every process started from now on (and this one) at this niceness; negative needs root."""
+    """Weight every benchmark process started from now on (and this one's session); negative needs root."""
     _niceness[0] = value
-    os.nice(value - os.nice(0))
+    prioritize(os.getpid())
+
+
+def prioritize(pid: int) -> None:
+    """Give ``pid``'s session (autogroup) the chosen niceness; nothing when none was chosen."""
+    if not _niceness[0]:
+        return
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(_niceness[0]))
+    except OSError:
+        os.setpriority(os.PRIO_PROCESS, pid, _niceness[0])
 
 
 def pinned(command: list[str], cpus: str | None) -> list[str]:
     """``command`` under ``taskset -c cpus`` (no pinning when ``cpus`` is None or taskset is missing)."""
-    if _niceness[0]:
-        command = ["nice", "-n", str(_niceness[0]), *command]
     if not cpus or not Path("/usr/bin/taskset").exists():
         return command
     return ["taskset", "-c", cpus, *command]
@@ -153,8 +165,14 @@ def _spawn(name: str, command: list[str], root: Path, env: dict[str, str]) -> Se
     log_path = root / f"{name}.log"
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
-            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent
+            command,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parent.parent,
+            start_new_session=True,  # its own autogroup: see set_niceness
         )
+    prioritize(process.pid)
     return Service(name, process, log_path)
 
 
@@ -199,6 +217,8 @@ class Backbone:
             subprocess.run(
                 ["taskset", "-a", "-p", "-c", self.cpus, str(self.nats.pid)], check=False, capture_output=True
             )
+        if self.nats.pid:
+            prioritize(self.nats.pid)  # nats-server runs in a session of its own already
         deadline = time.monotonic() + _START_TIMEOUT
         userstream = str(BIN / "userstream")
         self.activity = _spawn(

@@ -21,7 +21,16 @@ from typing import Any
 from benchmarks._histogram import Histogram
 from benchmarks._population import Population
 from benchmarks._publisher import Publisher
-from benchmarks._stack import SECRET, Backbone, Service, cpu_seconds, machine_busy_seconds, pinned, start_edge
+from benchmarks._stack import (
+    SECRET,
+    Backbone,
+    Service,
+    cpu_seconds,
+    machine_busy_seconds,
+    pinned,
+    prioritize,
+    start_edge,
+)
 
 _REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -43,7 +52,9 @@ class LoadGenProcess:
             stderr=log,
             cwd=_REPOSITORY,
             limit=1 << 24,
+            start_new_session=True,  # its own autogroup: see _stack.set_niceness
         )
+        prioritize(process.pid)
         return cls(process)
 
     async def call(self, cmd: str, **arguments: Any) -> dict[str, Any]:
@@ -89,6 +100,7 @@ class StepResult:
     seconds: float
     ack: Histogram  # the publisher's RecordActivities round trips
     foreign_cpu: float  # cores busy with processes outside this benchmark (other work on a shared machine)
+    edge_cpu_seconds: float  # from the step's first publish until every delivery was checked
 
     @property
     def clean(self) -> bool:
@@ -126,7 +138,13 @@ class StepResult:
             "seconds": self.seconds,
             "record_latency": self.ack.summary(),
             "foreign_cpu": self.foreign_cpu,
+            "edge_us_per_delivery": self.edge_us_per_delivery,
         }
+
+    @property
+    def edge_us_per_delivery(self) -> float | None:
+        """The edge's CPU time per delivery: what bounds it on a core of its own, whatever else runs."""
+        return self.edge_cpu_seconds * 1e6 / self.deliveries if self.deliveries else None
 
 
 class Harness:
@@ -271,7 +289,7 @@ class Harness:
         fanout = sum(members.values()) / len(members)
         step = self.next_step()
         await self.begin(step)
-        edge_cpu = edge.cpu()
+        edge_cpu = edge_cpu_start = edge.cpu()
         ours, busy = self.our_cpu(edge), machine_busy_seconds()
         wall = time.monotonic()
         published = await self.publisher.publish(step, deliveries_per_s / fanout, duration, tick=tick)
@@ -279,6 +297,7 @@ class Harness:
         edge_cpu = (edge.cpu() - edge_cpu) / wall
         foreign = ((machine_busy_seconds() - busy) - (self.our_cpu(edge) - ours)) / wall
         seen = await self.finish(step, published.per_org, drain)
+        edge_cpu_seconds = edge.cpu() - edge_cpu_start
         histogram: Histogram = seen["histogram"]
         first, last = published.first_send, seen["last_rx"] or published.last_send
         return StepResult(
@@ -300,6 +319,7 @@ class Harness:
             seconds=last - first,
             ack=published.ack,
             foreign_cpu=max(0.0, foreign),
+            edge_cpu_seconds=edge_cpu_seconds,
         )
 
     def our_cpu(self, edge: Service | None = None) -> float:

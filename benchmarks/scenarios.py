@@ -36,6 +36,8 @@ class Config:
     bisections: int = 2
     latency_seconds: float = 10.0
     connect_window: int = 500  # connects in flight at once (the storm's "at once")
+    # Seconds between the publisher's batches under load (the latency run sends every event alone).
+    publish_tick: float = 0.02
     missed_per_org: int = 2  # events each org gets while the storm's clients are away
     # Before each edge run, wait up to `quiet_wait` s until other work on the machine uses < `quiet_limit` cores.
     quiet_wait: float = 0.0
@@ -64,6 +66,7 @@ def _step_line(kind: str, step: StepResult) -> str:
     return (
         f"    {kind:<14} offered {step.offered_per_s:>9,.0f}/s  delivered {step.delivered_per_s:>9,.0f}/s"
         f"  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  edge cpu {step.edge_cpu:4.0%}"
+        f" ({step.edge_us_per_delivery or 0:4.1f} µs/delivery)"
         f"  loadgen cpu {step.loadgen_cpu:4.0%}  others {step.foreign_cpu:4.0%}  {verdict}{extra}"
     )
 
@@ -86,7 +89,7 @@ async def throughput(harness: Harness, kind: str, config: Config, workers: int =
         rate = config.sweep_start
         bisections = 0
         while True:
-            step = await harness.step(edge, rate, config.step_seconds, config.drain_seconds, 0.005)
+            step = await harness.step(edge, rate, config.step_seconds, config.drain_seconds, config.publish_tick)
             steps.append(step)
             print(_step_line(label, step), flush=True)
             if step.sustained(P99_LIMIT_MS):
