@@ -53,6 +53,7 @@ class State(enum.Enum):
     OPENING = "opening"  # subscribing and catching up from the log
     READY = "ready"  # following the live subject
     REPAIRING = "repairing"  # fetching events the live subject skipped
+    SUSPENDED = "suspended"  # NATS is away: members held until the probe after the reconnect
     CLOSED = "closed"
 
 
@@ -163,10 +164,12 @@ class Hub:
         channel.shut()
 
     def _on_nats_state(self, connected: bool) -> None:
-        if connected:
-            # Whatever was published while we were away never reached the live subjects.
-            for channel in list(self.channels.values()):
+        for channel in list(self.channels.values()):
+            if connected:
+                # Whatever was published while we were away never reached the live subjects.
                 channel.request_probe()
+            else:
+                channel.suspend()
 
 
 class Channel:
@@ -214,7 +217,13 @@ class Channel:
         self._member_list = tuple(self.members)
 
     def _complete_join(self, connection: Connection, after: int) -> None:
-        if connection.closed or self.subject not in connection.channels or self.state is State.CLOSED:
+        if connection.closed or self.subject not in connection.channels:
+            connection.release()
+            return
+        if self.state is State.CLOSED:
+            # The last member left between `admit` and now (a join in flight is not a member yet), and that
+            # closed the channel: join afresh, else this connection would never hear of the subject again.
+            self.hub.join(connection, self.subject, after)
             connection.release()
             return
         if self.state is not State.READY:
@@ -300,8 +309,9 @@ class Channel:
 
     def _begin(self, work: Work) -> None:
         """Hold every member and run ``work``; READY again when it completes."""
+        if self.state is not State.SUSPENDED:  # suspended: held already
+            self._hold_members()
         self.state = State.REPAIRING
-        self._hold_members()
         self.hub.spawn(self._run(work))
 
     def _hold_members(self) -> None:
@@ -313,6 +323,10 @@ class Channel:
         """Run one catch-up, retrying while NATS is away; then resume the live flow and release members."""
         try:
             await _retrying(work, self.hub.unavailable_after)
+            # A reconnect during the work: probe before going live, so nothing older follows newer.
+            while self._probe_needed and self.state is not State.CLOSED:
+                self._probe_needed = False
+                await _retrying(self._probe, self.hub.unavailable_after)
         except UnavailableError:
             # Clients reconnect with their cursor and resume elsewhere or later; nothing is lost.
             log.warning("edge.channel_unavailable", subject=self.subject)
@@ -330,9 +344,6 @@ class Channel:
         self._drain_pending()
         self._release_held()
         self._admit_waiting()
-        if self._probe_needed and self.state is State.READY:
-            self._probe_needed = False
-            self._begin(self._probe)
 
     def _release_held(self) -> None:
         held, self._held = self._held, []
@@ -372,8 +383,22 @@ class Channel:
             log.error("edge.gap_unrecoverable", subject=subject, after=after, until=until)
             self.last[subject] = until
 
-    def request_probe(self) -> None:
+    def suspend(self) -> None:
+        """NATS went away: hold the members at once.
+
+        After the reconnect, live messages may arrive on some channels before
+        others have probed the log for what they missed; were the members not
+        held from the disconnect on, a newer event could be delivered before an
+        older one found by a probe, which would then be dropped as already passed.
+        """
         if self.state is State.READY:
+            self._hold_members()
+            self.state = State.SUSPENDED
+        elif self.state in (State.OPENING, State.REPAIRING):
+            self._probe_needed = True
+
+    def request_probe(self) -> None:
+        if self.state in (State.READY, State.SUSPENDED):
             self._begin(self._probe)
         elif self.state is not State.CLOSED:
             self._probe_needed = True
