@@ -484,13 +484,17 @@ def main(args: argparse.Namespace) -> int:
     runs = args.runs or (2 if args.quick else 5)
     duration = args.duration or (2.0 if args.quick else 5.0)
     body = Events("probe").body_size()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="userstream-bench-") as scratch:
         root = args.keep or Path(scratch)
         root.mkdir(parents=True, exist_ok=True)
         with running_stack(root) as stack:
             results = uvloop.run(_run_all(args, stack, runs, duration))
     summary = summarize(results)
+    load_after = os.getloadavg()
     print(_table(summary, args, runs, duration, body))
+    # Other jobs on the machine skew throughput (not CPU per event): say how busy it was.
+    print(f"  machine: {os.cpu_count()} cpus, load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     if args.json is not None:
         report = {
             "benchmark": "ingest",
@@ -507,7 +511,13 @@ def main(args: argparse.Namespace) -> int:
                 "batch_events_per_s": TARGET_BATCH_EVENTS_PER_S,
                 "single_calls_per_s": TARGET_SINGLE_CALLS_PER_S,
             },
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "load_average_before": load_before,
+                "load_average_after": load_after,
+            },
             "summary": summary,
             "runs": [m.summary() for m in results],
         }
