@@ -21,6 +21,8 @@ SCENARIOS: dict[str, tuple[str, str]] = {
         "benchmarks.edge",
         "edge vs naive edge: fan-out throughput, latency, idle memory, reconnect storm, scale-out; JSON, table, plots",
     ),
+    "edge-resume": ("benchmarks.edge_resume", "edge replay rate to one resuming client (Last-Event-ID), events/s"),
+    "edge-drain": ("benchmarks.edge_drain", "edge SIGTERM-to-exit time with 2,000 open streams"),
 }
 
 
