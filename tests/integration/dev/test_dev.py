@@ -140,7 +140,7 @@ def test_ctrl_c_after_the_reader_of_its_output_is_gone_still_stops_everything(
     tmp_path: Path, dev_runs: list[DevRun]
 ) -> None:
     # `userstream dev 2>&1 | tee log`, then Ctrl-C: tee dies first, and every later write hits a closed pipe.
-    run = start_dev(tmp_path, DEV_TRAFFIC_INTERVAL="0.05", merge_stderr=True, read=False)
+    run = start_dev(tmp_path, "--no-traffic", merge_stderr=True, read=False)
     dev_runs.append(run)
     stdout = run.process.stdout
     assert stdout is not None
