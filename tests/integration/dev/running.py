@@ -97,7 +97,7 @@ class DevRun:
 
     @property
     def edge_url(self) -> str:
-        return self.line_starting("user stream").split()[-1].removesuffix("/me/stream")
+        return self.line_starting("user stream").split()[2].removesuffix("/me/stream")
 
     def token_of(self, user: str) -> str:
         return self.line_starting(user + " ").split()[-1]

@@ -48,6 +48,12 @@ def read_lines(process: subprocess.Popen[str], count: int, timeout: float) -> li
     return lines
 
 
+def get_stream_start(url: str) -> tuple[int, str]:
+    """Status and content type of an endpoint that streams forever (the body is not read)."""
+    with urllib.request.urlopen(url, timeout=5) as response:  # our own loopback URL
+        return response.status, response.headers.get("content-type", "")
+
+
 def get(url: str) -> tuple[int, str, str]:
     with urllib.request.urlopen(url, timeout=5) as response:  # our own loopback URL
         return response.status, response.headers.get("content-type", ""), response.read().decode()
@@ -71,6 +77,9 @@ def test_dev_comes_up_serves_what_it_prints_and_stops_cleanly(tmp_path: Path, de
     assert "userstream.connect" not in get(edge + "/")[2]  # the page loads the client, it does not inline it
     assert get(edge + "/client.js")[1].startswith("text/javascript")
     assert get(edge + "/readyz")[0] == 200
+    assert get_stream_start(edge + "/public/stream") == (200, "text/event-stream")
+    token = run.token_of("carol")
+    assert get_stream_start(f"{edge}/me/stream?access_token={token}") == (200, "text/event-stream")
     assert "userstream_edge_open_streams" in get(edge + "/metrics")[2]
     demo = json.loads(get(edge + "/dev/demo")[2])
     assert {user["id"] for user in demo["users"]} >= {"alice", "bob", "carol", "dave"}
@@ -78,14 +87,14 @@ def test_dev_comes_up_serves_what_it_prints_and_stops_cleanly(tmp_path: Path, de
     # `userstream token` signs with the data dir's secret, as the printed tokens are.
     secret = (run.data_dir / "jwt-secret").read_text().strip()
     assert verify_token(run.token_of("alice"), secret).user_id == "alice"
-    token = subprocess.run(
+    signed = subprocess.run(
         [sys.executable, "-m", "userstream.cli", "token", "bob", "--ttl", "60", "--data-dir", str(run.data_dir)],
         capture_output=True,
         text=True,
         env=clean_env(),
         check=True,
     ).stdout.strip()
-    assert verify_token(token, secret).user_id == "bob"
+    assert verify_token(signed, secret).user_id == "bob"
 
     # `userstream tail --json` prints the stream as JSON lines.
     tail = subprocess.Popen(
