@@ -87,6 +87,7 @@ class StreamClient(asyncio.Protocol):
         self.ended = False
         self.head_event: asyncio.Event | None = None
         self.connect_error: str | None = None
+        self.retry_after: str | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -109,6 +110,7 @@ class StreamClient(asyncio.Protocol):
             if end < 0:
                 return
             head = parse_head(self._head[:end])
+            self.retry_after = head.headers.get("retry-after")
             data = self._head[end + 4 :]
             self._head = b""
             self.status = head.status

@@ -84,14 +84,15 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def cpu_seconds(pids: list[int]) -> float:
+def cpu_seconds(pids: list[int], *, kernel_only: bool = False) -> float:
+    """User + system CPU seconds of ``pids`` (only system time with ``kernel_only``)."""
     total = 0.0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / _TICK
+        total += (int(fields[12]) if kernel_only else int(fields[11]) + int(fields[12])) / _TICK
     return total
 
 
@@ -130,6 +131,10 @@ class Service:
 
     def cpu(self) -> float:
         return cpu_seconds(self.pids())
+
+    def kernel_cpu(self) -> float:
+        """System time: on loopback it includes the TCP receive work of the peers this process writes to."""
+        return cpu_seconds(self.pids(), kernel_only=True)
 
     def rss_kb(self) -> int:
         return rss_kb(self.pids())

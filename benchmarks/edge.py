@@ -93,10 +93,11 @@ async def _run(args: argparse.Namespace, root: Path, results: dict[str, Any]) ->
     users = max(config.clients, config.idle_clients if "idle" in chosen else 0)
     print(f"starting NATS, activity, acl; seeding {users:,} users' memberships", flush=True)
     results["seed_seconds"] = await harness.start(users)
+    began = time.monotonic()
     try:
         if chosen & {"throughput", "scaleout"}:
             for index in range(rounds):
-                print(f"== throughput, round {index + 1}/{rounds}", flush=True)
+                print(f"== throughput, round {index + 1}/{rounds}  (+{time.monotonic() - began:.0f} s)", flush=True)
                 runs = [("userstream", 1), ("naive", 1)]
                 if "scaleout" in chosen:
                     runs.append(("userstream", 2))
@@ -112,7 +113,9 @@ async def _run(args: argparse.Namespace, root: Path, results: dict[str, Any]) ->
             rate = 0.1 * best if best else 10_000.0
             for index in range(rounds):
                 print(
-                    f"== latency at {rate:,.0f} deliveries/s (10% of userstream's best), round {index + 1}", flush=True
+                    f"== latency at {rate:,.0f} deliveries/s (10% of userstream's best), round {index + 1}"
+                    f"  (+{time.monotonic() - began:.0f} s)",
+                    flush=True,
                 )
                 for kind in ("userstream", "naive"):
                     outcome = await scenarios.latency(harness, kind, config, rate)
@@ -122,7 +125,8 @@ async def _run(args: argparse.Namespace, root: Path, results: dict[str, Any]) ->
         if "idle" in chosen:
             for index in range(storm_rounds):
                 print(
-                    f"== idle memory and reconnect storm, {config.idle_clients:,} streams, round {index + 1}",
+                    f"== idle memory and reconnect storm, {config.idle_clients:,} streams, round {index + 1}"
+                    f"  (+{time.monotonic() - began:.0f} s)",
                     flush=True,
                 )
                 for kind in ("userstream", "naive"):

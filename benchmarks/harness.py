@@ -101,6 +101,7 @@ class StepResult:
     ack: Histogram  # the publisher's RecordActivities round trips
     foreign_cpu: float  # cores busy with processes outside this benchmark (other work on a shared machine)
     edge_cpu_seconds: float  # from the step's first publish until every delivery was checked
+    edge_kernel_seconds: float  # the part of it spent in the kernel (socket writes, on loopback)
 
     @property
     def clean(self) -> bool:
@@ -139,6 +140,7 @@ class StepResult:
             "record_latency": self.ack.summary(),
             "foreign_cpu": self.foreign_cpu,
             "edge_us_per_delivery": self.edge_us_per_delivery,
+            "edge_kernel_share": self.edge_kernel_seconds / self.edge_cpu_seconds if self.edge_cpu_seconds else None,
         }
 
     @property
@@ -247,6 +249,7 @@ class Harness:
             "accepted_times": replies[0]["accepted_times"],
             "error_bodies": [body for reply in replies for body in reply["error_bodies"]][:5],
             "loadgen_cpu_s": sum(reply["cpu_s"] for reply in replies),
+            "retries": sum(reply["retries"] for reply in replies),
         }
 
     async def drop(self) -> None:
@@ -269,7 +272,19 @@ class Harness:
             "last_rx": max((r["last_rx"] for r in replies if r["last_rx"]), default=None),
             "closed": {},
         }
-        for key in ("deliveries", "missing", "extra", "foreign", "out_of_order", "stale", "ended", "cpu_s", "clients"):
+        keys = (
+            "deliveries",
+            "missing",
+            "extra",
+            "foreign",
+            "out_of_order",
+            "stale",
+            "ended",
+            "cpu_s",
+            "clients",
+            "not_open",
+        )
+        for key in keys:
             merged[key] = sum(reply[key] for reply in replies)
         for reply in replies:
             for reason, count in reply["closed"].items():
@@ -290,6 +305,7 @@ class Harness:
         step = self.next_step()
         await self.begin(step)
         edge_cpu = edge_cpu_start = edge.cpu()
+        edge_kernel_start = edge.kernel_cpu()
         ours, busy = self.our_cpu(edge), machine_busy_seconds()
         wall = time.monotonic()
         published = await self.publisher.publish(step, deliveries_per_s / fanout, duration, tick=tick)
@@ -298,6 +314,7 @@ class Harness:
         foreign = ((machine_busy_seconds() - busy) - (self.our_cpu(edge) - ours)) / wall
         seen = await self.finish(step, published.per_org, drain)
         edge_cpu_seconds = edge.cpu() - edge_cpu_start
+        edge_kernel_seconds = edge.kernel_cpu() - edge_kernel_start
         histogram: Histogram = seen["histogram"]
         first, last = published.first_send, seen["last_rx"] or published.last_send
         return StepResult(
@@ -320,6 +337,7 @@ class Harness:
             ack=published.ack,
             foreign_cpu=max(0.0, foreign),
             edge_cpu_seconds=edge_cpu_seconds,
+            edge_kernel_seconds=edge_kernel_seconds,
         )
 
     def our_cpu(self, edge: Service | None = None) -> float:

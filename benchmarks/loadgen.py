@@ -32,6 +32,8 @@ from benchmarks._client import Session, StreamClient
 from benchmarks._population import Population
 
 _POLL = 0.05
+_ATTEMPTS = 3  # a 503 is retried, as clients do
+_MAX_RETRY_WAIT = 2.0
 _TOKEN_TTL = 6 * 3600
 
 
@@ -73,21 +75,30 @@ class LoadGenerator:
         started = time.time()
         cpu = _cpu_seconds()
 
+        retries = 0
+
         async def open_one(client: StreamClient, token: str) -> None:
+            nonlocal retries
             cursor = str(client.last_cursor) if resume and client.last_cursor else None
-            client.reset_for_reconnect(_request(host, port, path, token, cursor))
-            async with gate:
-                client.head_event = asyncio.Event()
-                try:
-                    await loop.create_connection(lambda: client, host, port)
-                except OSError as exc:
-                    client.connect_error = type(exc).__name__
-                    client.ended = True
+            for attempt in range(_ATTEMPTS):
+                client.reset_for_reconnect(_request(host, port, path, token, cursor))
+                async with gate:
+                    client.head_event = asyncio.Event()
+                    try:
+                        await loop.create_connection(lambda: client, host, port)
+                    except OSError as exc:
+                        client.connect_error = type(exc).__name__
+                        client.ended = True
+                        return
+                    try:
+                        await asyncio.wait_for(client.head_event.wait(), timeout)
+                    except TimeoutError:
+                        client.connect_error = "no response"
+                if client.status != 503 or attempt == _ATTEMPTS - 1:
                     return
-                try:
-                    await asyncio.wait_for(client.head_event.wait(), timeout)
-                except TimeoutError:
-                    client.connect_error = "no response"
+                # As a real client would: come back after the Retry-After the edge asked for (capped).
+                retries += 1
+                await asyncio.sleep(min(_MAX_RETRY_WAIT, float(client.retry_after or 1)))
 
         await asyncio.gather(
             *(open_one(client, token) for client, token in zip(self.clients, self.tokens, strict=True))
@@ -116,6 +127,7 @@ class LoadGenerator:
             "accepted_times": sorted(t - started for t in accepted)[:: max(1, len(accepted) // 200)],
             "closed": _reasons(self.clients),
             "error_bodies": errors,
+            "retries": retries,
             "cpu_s": _cpu_seconds() - cpu,
         }
 
@@ -130,7 +142,8 @@ class LoadGenerator:
         assert step == self.session.step
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        live = [c for c in self.clients if c.offset_at is not None]
+        # Every client that should be streaming: one that never got its `offset` still owes its events.
+        live = [c for c in self.clients if c.status == 200 or c.offset_at is not None]
         missing = extra = 0
         while True:
             missing = extra = 0
@@ -153,6 +166,7 @@ class LoadGenerator:
             "out_of_order": sum(c.out_of_order for c in self.clients),
             "stale": sum(c.stale for c in self.clients),
             "ended": sum(1 for c in live if c.ended),
+            "not_open": sum(1 for c in self.clients if c.offset_at is None),
             "closed": _reasons(live),
             "first_rx": session.first_rx or None,
             "last_rx": session.last_rx or None,

@@ -98,16 +98,17 @@ async def _fanout(args: argparse.Namespace, harness: Harness, out: Path) -> str:
         await harness.step(edge, 2000.0, 1.0, 5.0, 0.005)
         await settle(edge)
         path = out / f"{args.edge}-fanout.folded"
-        cpu = edge.cpu()
+        cpu, kernel = edge.cpu(), edge.kernel_cpu()
         spy = _spy(edge.pid, args.seconds, path)
         step = await harness.step(edge, args.rate, args.seconds, 10.0, 0.02)
-        cpu = edge.cpu() - cpu
+        cpu, kernel = edge.cpu() - cpu, edge.kernel_cpu() - kernel
         await asyncio.to_thread(spy.wait)
         p99 = step.latency.percentile(0.99) or 0.0
         header = (
             f"{args.edge} fan-out at {args.rate:,.0f} offered deliveries/s for {args.seconds:g} s:"
             f" delivered {step.delivered_per_s:,.0f}/s, p99 {p99:.1f} ms, missing {step.missing},"
-            f" edge CPU {step.edge_cpu:.0%}, others {step.foreign_cpu:.1f} cores\n"
+            f" edge CPU {step.edge_cpu:.0%} ({kernel / cpu if cpu else 0:.0%} of it in the kernel),"
+            f" others {step.foreign_cpu:.1f} cores\n"
         )
         return header + summarize(path, cpu, step.deliveries, "delivery", args.top)
     finally:

@@ -52,6 +52,14 @@ def _storm(results: dict[str, Any], kind: str, path: tuple[str, str]) -> float |
     return _median([value for value in values if value is not None])
 
 
+def _storm_cell(results: dict[str, Any], kind: str, accepted: float | None, gap_free: bool) -> str:
+    runs = _runs(results["idle_storm"], kind)
+    resumed = sum(run["storm"]["resumed"] for run in runs)
+    clients = sum(run["idle"]["streams"] for run in runs)
+    verdict = "gap-free" if gap_free else "**GAPS**"
+    return f"{_fmt(accepted, '/s')}; {resumed:,}/{clients:,} resumed, {verdict}"
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     if a is None or not b:
         return None
@@ -68,6 +76,20 @@ def _spread(values: list[float], digits: int = 0) -> str:
     if len(values) < 2:
         return ""
     return f" ({min(values):,.{digits}f}–{max(values):,.{digits}f})"
+
+
+def _resumed_gap_free(run: dict[str, Any]) -> bool:
+    storm = run["storm"]
+    return bool(storm["gap_free"] and storm.get("all_resumed", True))
+
+
+def _best_step_cost(run: dict[str, Any]) -> float | None:
+    """The edge's CPU µs per delivery at the highest load it sustained in this run."""
+    sustained = [step for step in run["steps"] if _sustained(step) and step.get("edge_us_per_delivery")]
+    if not sustained:
+        return None
+    cost: float = max(sustained, key=lambda step: step["offered_per_s"])["edge_us_per_delivery"]
+    return cost
 
 
 def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -87,6 +109,21 @@ def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "naive": _fmt(naive, "/s") + _spread([r["max_sustained_per_s"] for r in _runs(throughput, "naive")]),
                 "ratio": _fmt(ratio, "×", 1),
                 "met": ours >= TARGET_DELIVERIES and (ratio is None or ratio >= TARGET_RATIO),
+            }
+        )
+        costs = {
+            kind: _median([c for c in (_best_step_cost(run) for run in _runs(throughput, kind)) if c is not None])
+            for kind in ("userstream", "naive")
+        }
+        projected = {kind: (1e6 / cost if cost else None) for kind, cost in costs.items()}
+        rows.append(
+            {
+                "target": "(context) edge CPU per delivery at its best sustained load → per dedicated core",
+                "goal": "—",
+                "userstream": f"{_fmt(costs['userstream'], ' µs', 1)} → {_fmt(projected['userstream'], '/s')}",
+                "naive": f"{_fmt(costs['naive'], ' µs', 1)} → {_fmt(projected['naive'], '/s')}",
+                "ratio": _fmt(_ratio(costs["naive"], costs["userstream"]), "× less CPU", 1),
+                "met": None,
             }
         )
     if results["latency"]:
@@ -120,20 +157,14 @@ def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
         ours_storm = _storm(results, "userstream", ("storm", "accepted_per_s"))
         naive_storm = _storm(results, "naive", ("storm", "accepted_per_s"))
-        ours_gap_free = all(run["storm"]["gap_free"] for run in _runs(results["idle_storm"], "userstream"))
-        naive_gap_free = all(run["storm"]["gap_free"] for run in _runs(results["idle_storm"], "naive"))
+        ours_gap_free = all(_resumed_gap_free(run) for run in _runs(results["idle_storm"], "userstream"))
+        naive_gap_free = all(_resumed_gap_free(run) for run in _runs(results["idle_storm"], "naive"))
         rows.append(
             {
                 "target": f"reconnect storm: {streams:,} clients with Last-Event-ID, streams accepted/s",
                 "goal": f"≥ {TARGET_STORM_PER_S:,.0f}/s, all resumed gap-free",
-                "userstream": _fmt(ours_storm, "/s")
-                + ("" if ours_gap_free else " (GAPS)")
-                + " "
-                + f"(resumed {_fmt(_storm(results, 'userstream', ('storm', 'resumed_per_s')), '/s')})",
-                "naive": _fmt(naive_storm, "/s")
-                + ("" if naive_gap_free else " (GAPS)")
-                + " "
-                + f"(resumed {_fmt(_storm(results, 'naive', ('storm', 'resumed_per_s')), '/s')})",
+                "userstream": _storm_cell(results, "userstream", ours_storm, ours_gap_free),
+                "naive": _storm_cell(results, "naive", naive_storm, naive_gap_free),
                 "ratio": _fmt(_ratio(ours_storm, naive_storm), "×", 1),
                 "met": ours_storm is not None and ours_storm >= TARGET_STORM_PER_S and ours_gap_free,
             }
@@ -176,18 +207,26 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Machine: {machine['cpus']} CPUs ({machine['processor']}), Python {machine['python']}, "
         f"load average {machine['load_average_at_start']} at start, {machine.get('load_average_at_end')} at end; "
-        f"edge pinned to CPUs {results['pinning']['edge_cpus']}, everything else to {results['pinning']['load_cpus']}.",
+        f"edge pinned to CPUs {results['pinning']['edge_cpus']}, everything else to {results['pinning']['load_cpus']}"
+        f" (niceness of the benchmark's sessions: {results['pinning'].get('nice', 0)}); other work on the machine used"
+        f" {_fmt(_others(results), ' cores', 2)} during the load steps (median).",
         "",
         "| target | goal | userstream | naive edge (same run) | ratio | met |",
         "|---|---|---|---|---|---|",
     ]
     lines.extend(
         f"| {row['target']} | {row['goal']} | {row['userstream']} | {row['naive']} | {row['ratio']} | "
-        f"{'yes' if row['met'] else '**no**'} |"
+        f"{'—' if row['met'] is None else 'yes' if row['met'] else '**no**'} |"
         for row in summary(results)
     )
     lines += ["", "Medians over alternating rounds (range in parentheses).", "", *_round_table(results)]
     return "\n".join(lines) + "\n"
+
+
+def _others(results: dict[str, Any]) -> float | None:
+    steps = [step for run in results["throughput"] for step in run["steps"]]
+    steps += [run["step"] for run in results["latency"]]
+    return _median([step["foreign_cpu"] for step in steps if "foreign_cpu" in step])
 
 
 def _round_table(results: dict[str, Any]) -> list[str]:
