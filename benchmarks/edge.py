@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quiet-wait", type=float, default=0.0, help="before each edge run, wait up to this many s for a quiet machine"
     )
-    parser.add_argument("--quiet-limit", type=float, default=0.3, help="cores other work may use to count as quiet")
+    parser.add_argument("--quiet-limit", type=float, default=0.5, help="cores other work may use to count as quiet")
     parser.add_argument("--with-ingest", action="store_true", help="also run `python -m benchmarks ingest`")
     parser.add_argument("--out", type=Path, default=Path("build/benchmarks"), help="JSON, markdown and plots go here")
     parser.add_argument("--keep", type=Path, default=None, metavar="DIR", help="keep NATS data and service logs")
