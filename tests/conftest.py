@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import traceback
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,14 @@ from userstream.rpc.activity import ActivityClient
 from userstream.settings import Env
 
 from tests.support.cluster import NatsCluster
+
+if sys.version_info < (3, 12):
+    # CPython 3.11 draws a traceback's ^^^ carets by parsing source with `ast`, whose
+    # recursion bookkeeping is shared between threads: two threads formatting a
+    # traceback at once can fail with "SystemError: AST constructor recursion depth
+    # mismatch" (python/cpython#106905). The tests run servers' threads beside the
+    # loop; the carets are not worth a flaky suite.
+    traceback._extract_caret_anchors_from_line_segment = lambda segment: None  # type: ignore[attr-defined]
 
 
 @pytest.fixture

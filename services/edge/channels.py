@@ -46,6 +46,7 @@ from userstream.nats_connection import NatsConnection
 log = structlog.get_logger("userstream.edge")
 
 _RETRY_WAIT = 0.25
+LEADER_ELECTED_ADVISORY = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED."
 Work = Callable[[], Coroutine[Any, Any, None]]
 
 
@@ -60,12 +61,22 @@ class State(enum.Enum):
 class HubStats:
     """Plain counters read by the metrics collector (cheaper than metric objects on the hot path)."""
 
-    __slots__ = ("catchup_reads", "deliveries", "events", "gap_repairs", "slow_consumers")
+    __slots__ = (
+        "catchup_reads",
+        "deliveries",
+        "events",
+        "gap_repairs",
+        "leader_changes",
+        "resyncs",
+        "slow_consumers",
+    )
 
     def __init__(self) -> None:
         self.events = 0
         self.deliveries = 0
         self.gap_repairs = 0
+        self.leader_changes = 0
+        self.resyncs = 0
         self.catchup_reads = 0
         self.slow_consumers = 0
 
@@ -108,7 +119,7 @@ class Hub:
         ``after`` and the live flow.
         """
         connection.hold()
-        connection.channels.add(subject)
+        connection.channels[subject] = after
         channel = self.channels.get(subject)
         if channel is None:
             channel = Channel(self, subject, covered_from=after)
@@ -118,7 +129,7 @@ class Hub:
             channel.admit(connection, after)
 
     def leave(self, connection: Connection, subject: str) -> None:
-        connection.channels.discard(subject)
+        connection.channels.pop(subject, None)
         channel = self.channels.get(subject)
         if channel is not None:
             channel.remove(connection)
@@ -162,6 +173,24 @@ class Hub:
         if self.channels.get(channel.subject) is channel:
             del self.channels[channel.subject]
         channel.shut()
+
+    async def watch_leader_changes(self, stream: str) -> None:
+        """Treat a new stream leader like a reconnect: hold every channel and probe the log.
+
+        Events the old leader stored but whose republished copies were lost with
+        it leave a hole on their subjects that no later message on *other*
+        subjects reveals. The advisory is published by the new leader before it
+        republishes anything, so, handled in wire order, it holds every member
+        before a newer event can pass the hole.
+        """
+        await subscribe_in_wire_order(self.nats.client, LEADER_ELECTED_ADVISORY + stream, self._on_leader_elected)
+
+    def _on_leader_elected(self, _: Msg) -> None:
+        log.info("edge.stream_leader_elected", channels=len(self.channels))
+        self.stats.leader_changes += 1
+        for channel in list(self.channels.values()):
+            channel.suspend()
+            channel.request_probe()
 
     def _on_nats_state(self, connected: bool) -> None:
         for channel in list(self.channels.values()):
@@ -281,14 +310,19 @@ class Channel:
         self._emit(StoredMessage(sequence, subject, message.data, PUBLIC_HEADER in headers), live=True)
         self.hub.observe(headers.get(TIMESTAMP_HEADER))
 
-    def _emit(self, message: StoredMessage, *, live: bool = False) -> None:
-        """Decode and frame once, then offer to every member (``live``: from the live subject, not a read)."""
+    def _emit(self, message: StoredMessage, *, live: bool = False, repaired: bool = False) -> None:
+        """Decode and frame once, then offer to every member.
+
+        ``live``: from the live subject, not a read. ``repaired``: found by a gap
+        repair or probe, i.e. missed by the live flow.
+        """
         if message.sequence <= self.last.get(message.subject, self.covered_from):
             return
         self.last[message.subject] = message.sequence
         event = decode_event(message, self.hub.codec)
         if event is None:
             return
+        event.repaired = repaired
         self.hub.stats.events += 1
         self._remember(event)
         for member in self._member_list:
@@ -377,7 +411,7 @@ class Channel:
         self.hub.stats.gap_repairs += 1
         log.info("edge.gap_repair", subject=subject, after=after, until=until)
         for message in await self._read(subject, after, until):
-            self._emit(message)
+            self._emit(message, repaired=True)
         if self.last.get(subject, self.covered_from) < until:
             # The log no longer holds them (retention): nothing to deliver, move on.
             log.error("edge.gap_unrecoverable", subject=subject, after=after, until=until)
@@ -408,7 +442,7 @@ class Channel:
         until = await self.hub.reader.last_sequence(self.subject)
         seen = max([self.covered_from, *self.last.values()])
         for message in await self._read(self.subject, seen, until):
-            self._emit(message)
+            self._emit(message, repaired=True)
 
     async def _read(self, subject: str, after: int, until: int) -> list[StoredMessage]:
         self.hub.stats.catchup_reads += 1

@@ -113,7 +113,8 @@ class Connection:
         self.backlog: deque[Waiting] = deque()
         # Bytes of live events in `held` and `backlog`: they count against `max_bytes`.
         self.waiting = 0
-        self.channels: set[str] = set()
+        # Subjects joined, each with the sequence after which this connection needs its events.
+        self.channels: dict[str, int] = {}
         self.buffer: list[bytes] = []
         self.buffered = 0
         self.max_bytes = max_bytes
@@ -133,6 +134,8 @@ class Connection:
         so they wait without counting against the queue limit.
         """
         if event.sequence <= self.position:
+            if event.repaired and event.sequence > self.channels.get(event.subject, event.sequence):
+                self._resync(event)
             return
         if self.holds:
             self.held.append((event, live))
@@ -274,13 +277,28 @@ class Connection:
         self.backlog.clear()
         self.waiting = 0
 
-    def close(self, reason: str, retry_ms: int | None = None) -> None:
-        """Send `close` and end the stream; the hub forgets the connection at once."""
+    def _resync(self, missed: LiveEvent) -> None:
+        """The live flow lost an event this stream needed and newer ones already went out.
+
+        It cannot be delivered in order any more. Rather than lose it, end the
+        stream with its `id:` set just before it: the client resumes from there
+        and receives it, at the price of receiving again the few events after it.
+        Only a loss inside the NATS cluster that no disconnect or leader change
+        revealed leads here (docs/edge.md).
+        """
+        self.hub.stats.resyncs += 1
+        self.close("resync", rewind_to=self.hub.codec.encode(missed.sequence - 1))
+
+    def close(self, reason: str, retry_ms: int | None = None, rewind_to: str | None = None) -> None:
+        """Send `close` and end the stream; the hub forgets the connection at once.
+
+        ``rewind_to`` sets the client's last event id, so its reconnect resumes after that cursor.
+        """
         if self.closed:
             return
         if retry_ms is not None:
             self.buffer.append(sse.retry_frame(retry_ms))
-        self.buffer.append(sse.close_frame(reason))
+        self.buffer.append(sse.close_frame(reason, rewind_to))
         self.closed = True
         self.close_reason = reason
         self._drop_waiting()

@@ -39,6 +39,7 @@ class LiveEvent:
         "kind",
         "organization_id",
         "public",
+        "repaired",
         "role",
         "sequence",
         "subject",
@@ -71,6 +72,8 @@ class LiveEvent:
         self.role = role
         self.public = public
         self.body = body
+        # Found by a gap repair (missed by the live flow); see Connection.offer.
+        self.repaired = False
         self.frame = change_frame(cursor.encode(), change_payload(cursor, body))
 
     @property

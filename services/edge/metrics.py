@@ -39,6 +39,7 @@ class EdgeCollector(Collector):
         yield CounterMetricFamily("userstream_edge_deliveries", "Events written to streams.", stats.deliveries)
         drops = CounterMetricFamily("userstream_edge_drops", "Streams cut off, by reason.", labels=["reason"])
         drops.add_metric(["slow-consumer"], stats.slow_consumers)
+        drops.add_metric(["resync"], stats.resyncs)
         yield drops
         yield CounterMetricFamily(
             "userstream_edge_gap_repairs", "Gaps in the live flow repaired from the log.", stats.gap_repairs

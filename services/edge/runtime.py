@@ -228,6 +228,7 @@ class EdgeRuntime:
         await self.nats.connect()
         await self.log.open()
         await self._identity.start()
+        await self.hub.watch_leader_changes(self.log.stream)
 
     def _log_recreated(self, old_log_id: int, log_id: int) -> None:
         """Every open stream holds cursors of the old log: end them; on reconnect they are told to refetch."""

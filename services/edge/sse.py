@@ -25,8 +25,10 @@ def offset_frame(cursor: str, *, resumed: bool) -> bytes:
     return b"event: offset\nid: " + cursor.encode() + b"\ndata: " + data + b"\n\n"
 
 
-def close_frame(reason: str) -> bytes:
-    return b"event: close\ndata: " + msgspec.json.encode({"reason": reason}) + b"\n\n"
+def close_frame(reason: str, cursor: str | None = None) -> bytes:
+    """``cursor``, when given, becomes the client's last event id (a resync rewinds it)."""
+    identifier = b"" if cursor is None else b"id: " + cursor.encode() + b"\n"
+    return b"event: close\n" + identifier + b"data: " + msgspec.json.encode({"reason": reason}) + b"\n\n"
 
 
 def must_refetch_frame(reason: str) -> bytes:

@@ -47,11 +47,11 @@ class RecordingHub:
 
     def join(self, connection: Connection, subject: str, after: int) -> None:
         connection.hold()
-        connection.channels.add(subject)
+        connection.channels[subject] = after
         self.joined.append((subject, after))
 
     def leave(self, connection: Connection, subject: str) -> None:
-        connection.channels.discard(subject)
+        connection.channels.pop(subject, None)
         self.left.append(subject)
 
     def forget(self, connection: Connection) -> None:
@@ -85,8 +85,8 @@ def connection(
         max_bytes=max_bytes,
     )
     if user is not None:
-        opened.channels.add(user_subject(user))
-        opened.channels.update(org_subject(org) for org in memberships)
+        opened.channels[user_subject(user)] = position
+        opened.channels.update((org_subject(org), position) for org in memberships)
     else:
-        opened.channels.add("org.*")
+        opened.channels["org.*"] = position
     return opened

@@ -206,7 +206,7 @@ def test_roles_and_system_admins_under_a_restrictive_policy() -> None:
         )
         conn.release()
         frames(conn)
-        conn.channels.add("org.acme")  # delivered by the channel whether or not a member (the filter decides)
+        conn.channels["org.acme"] = 10  # delivered by the channel whether or not a member (the filter decides)
         conn.offer(event(11, "attachment.created", "acme"))
         conn.offer(event(12, "page.created", "acme"))
         conn.offer(event(13, "organization.updated", "acme"))
