@@ -181,6 +181,9 @@ class UserStream:
                 if message is None:
                     continue
                 event = decode_event(message.event, message.data)
+                if isinstance(event, Closed) and message.id:
+                    # A `close` with an id rewinds the cursor (reason `resync`): resume from there.
+                    self.cursor = message.id
                 if event is None:
                     continue  # a ping, or an event kind newer than this SDK
                 async for delivered in self._handle(event, decoder.retry):

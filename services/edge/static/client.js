@@ -225,6 +225,8 @@
 
     function onCloseEvent(event) {
       var reason = JSON.parse(event.data).reason;
+      // A `close` with an id rewinds the cursor (reason "resync"): resume from there.
+      if (event.lastEventId) saveCursor(event.lastEventId);
       stopSource();
       publish({ kind: "close", reason: reason });
       // token-expired: the next open() asks options.token for a new one at once.
