@@ -131,6 +131,12 @@ class RunResult:
             "forced disconnects": self.drops,
             "moved to another edge": self.moves,
             "close reasons": dict(closes),
+            # A cut-off reader often never sees its `close` (the edge drops the socket after the grace period).
+            "slow reader sessions ended by": [
+                Counter(session.ended_by or "the end of the run" for session in client.sessions)
+                for client in self.clients
+                if "(slow)" in client.name
+            ],
             "http statuses": dict(statuses),
             **self.report.totals(),
             **self.notes,

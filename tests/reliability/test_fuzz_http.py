@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+import jwt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -98,7 +100,11 @@ def stream_requests(draw: st.DrawFn) -> Request:
 
 def _place_token(draw: st.DrawFn, request: Request) -> int:
     """Put a token where the contract says one may be; returns 200 or 401 as the contract decides."""
-    token, valid = draw(tokens(SECRET))
+    if draw(st.booleans()):  # half the time a good token, so that what follows authentication is fuzzed too
+        user = "f" + draw(_TOKEN_SAFE).replace(".", "")[:100]
+        token, valid = jwt.encode({"sub": user, "exp": int(time.time()) + 600}, SECRET, algorithm="HS256"), True
+    else:
+        token, valid = draw(tokens(SECRET))
     if "." not in token:
         token = draw(_TOKEN_SAFE)  # garbage, but nothing a cookie or header could split on
     where = draw(st.sampled_from(["header", "cookie", "query", "none", "other-scheme", "header-over-query"]))
