@@ -375,6 +375,7 @@ def _median_and_range(values: list[float]) -> str:
 
 
 def report(results: dict[str, list[Result]], users: int, runs: int, duration: float) -> bool:
+    """Print the table; True when every target was met without errors."""
     print(f"\nacl benchmark: {users} users × {MEMBERSHIPS_PER_USER} memberships, {runs} runs × {duration:g} s each")
     print(
         f"{'scenario':<18} {'calls/s median (range)':<30} {'p50 ms':>7} {'p99 ms':>7} {'acl µs/call':>11}"
@@ -473,7 +474,7 @@ def main(args: argparse.Namespace) -> int:
                 results = uvloop.run(
                     measure(stack, users, runs, duration, args.concurrency, args.rate, args.clients, pool)
                 )
-    ok = report(results, users, runs, duration)
+    report(results, users, runs, duration)
     handler_us = handler_cost_us(users)
     print(f'acl\'s own work per GetSubject("") without gRPC (in this process): {handler_us:.1f} µs')
     print(f"load average at the end: {' '.join(f'{value:.1f}' for value in os.getloadavg())}")
@@ -488,7 +489,8 @@ def main(args: argparse.Namespace) -> int:
             "results": {name: [asdict(result) for result in measured] for name, measured in results.items()},
         }
         args.json.write_text(json.dumps(payload, indent=2))
-    return 0 if ok else 1
+    # 0: the run completed. Missed targets are reported in the table, not as a failure (the dispatcher's rule).
+    return 0
 
 
 if __name__ == "__main__":
