@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from userstream.errors import InvalidArgumentError, UnavailableError
 from userstream.eventlog.log import EventLog
 from userstream.eventlog.recorder import Recorded
@@ -41,11 +43,19 @@ class ActivityServicer(pb_grpc.ActivityServiceServicer):
             raise InvalidArgumentError(
                 "activities", f"holds {len(request.activities)} items; at most {self._max_batch}"
             )
-        activities = [self._validate(item, f"activities[{index}]") for index, item in enumerate(request.activities)]
+        # One server time for the whole batch: the items arrived together.
+        now = datetime.now(UTC)
+        activities = [
+            self._validate(item, f"activities[{index}]", now) for index, item in enumerate(request.activities)
+        ]
         if not activities:
             return pb.RecordActivitiesResponse()
         results = await self._log.recorder().record(activities)
-        return pb.RecordActivitiesResponse(results=[_response(result) for result in results])
+        response = pb.RecordActivitiesResponse()
+        add = response.results.add  # fills the repeated field in place, no copy per result
+        for result in results:
+            add(cursor=str(result.cursor), duplicate=result.duplicate)
+        return response
 
     async def GetCursor(  # noqa: N802  # gRPC method name
         self, request: pb.GetCursorRequest, context: Context
@@ -54,9 +64,9 @@ class ActivityServicer(pb_grpc.ActivityServiceServicer):
             raise UnavailableError("the log is not available: NATS is not connected")
         return pb.GetCursorResponse(cursor=str(await self._log.head()))
 
-    def _validate(self, message: pb.Activity, where: str) -> Activity:
+    def _validate(self, message: pb.Activity, where: str, now: datetime | None = None) -> Activity:
         try:
-            return validate_activity(input_from_pb(message), self._policy, self._limits)
+            return validate_activity(input_from_pb(message), self._policy, self._limits, now=now)
         except InvalidArgumentError as error:
             raise error.within(where) from None
 

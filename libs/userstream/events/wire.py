@@ -8,7 +8,7 @@ stored bytes, without decoding or re-encoding the event.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -73,7 +73,15 @@ MEMBERSHIP_DECODER = msgspec.json.Decoder(MembershipData)
 
 def format_timestamp(moment: datetime) -> str:
     """RFC 3339 in UTC with milliseconds, as JavaScript's ``Date.toISOString`` writes it."""
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    global _last_formatted  # noqa: PLW0603  # a one-entry cache: a batch shares its server time
+    last_moment, text = _last_formatted
+    if moment != last_moment:
+        text = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        _last_formatted = (moment, text)
+    return text
+
+
+_last_formatted: tuple[datetime, str] = (datetime(1970, 1, 1, tzinfo=UTC), "1970-01-01T00:00:00.000Z")
 
 
 def encode_body(activity: Activity) -> bytes:

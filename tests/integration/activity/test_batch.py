@@ -105,3 +105,11 @@ async def test_a_batch_at_the_limit_is_recorded(stub: pb_grpc.ActivityServiceStu
     response = await stub.RecordActivities(pb.RecordActivitiesRequest(activities=batch), timeout=10)
     assert len(response.results) == MAX_BATCH
     assert await message_count(nc) == MAX_BATCH
+
+
+async def test_items_without_created_at_share_the_time_the_batch_arrived(
+    stub: pb_grpc.ActivityServiceStub, nc: Client
+) -> None:
+    await stub.RecordActivities(pb.RecordActivitiesRequest(activities=[page(f"p{i}") for i in range(5)]), timeout=5)
+    times = {msgspec.json.decode(message.data)["createdAt"] for message in await stored_messages(nc)}
+    assert len(times) == 1

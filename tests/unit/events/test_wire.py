@@ -173,3 +173,14 @@ def test_membership_decoder_reads_the_membership_data() -> None:
 
 def test_view_of_an_event_without_data_has_none() -> None:
     assert VIEW_DECODER.decode(body_of(PAGE)).data is None
+
+
+def test_format_timestamp_is_right_whatever_it_formatted_before() -> None:
+    first = datetime(2026, 1, 1, 0, 0, 0, 1000, tzinfo=UTC)
+    second = datetime(2026, 1, 1, 0, 0, 0, 2000, tzinfo=UTC)
+    assert [format_timestamp(m) for m in (first, first, second, first)] == [
+        "2026-01-01T00:00:00.001Z",
+        "2026-01-01T00:00:00.001Z",
+        "2026-01-01T00:00:00.002Z",
+        "2026-01-01T00:00:00.001Z",
+    ]
