@@ -4,7 +4,7 @@ Starts a nats-server and ``userstream activity`` as its own process (the load
 generator below never shares an interpreter with the service), then measures,
 in each of several runs:
 
-- ``batch``: RecordActivities, batches of 100 ~300-byte events, a few callers
+- ``batch``: RecordActivities, batches of 100 ~300-byte events, 8 callers
   in parallel — events/s (target ≥ 20,000 per activity process);
 - ``single``: RecordActivity from many concurrent callers — calls/s (target ≥ 3,000);
 - ``latency``: RecordActivity paced at 1,000/s (open loop: a call starts on
@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="2 runs of 2 s per scenario (smoke check)")
     parser.add_argument("--runs", type=int, default=None, help="runs per scenario (default 5, quick 2)")
     parser.add_argument("--duration", type=float, default=None, help="seconds per measurement (default 5, quick 2)")
-    parser.add_argument("--batch-callers", type=int, default=4, help="parallel RecordActivities callers (default 4)")
+    parser.add_argument("--batch-callers", type=int, default=8, help="parallel RecordActivities callers (default 8)")
     parser.add_argument("--concurrency", type=int, default=64, help="concurrent RecordActivity callers (default 64)")
     parser.add_argument("--rate", type=float, default=1000.0, help="paced RecordActivity calls/s (default 1000)")
     parser.add_argument(
