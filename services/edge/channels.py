@@ -364,9 +364,11 @@ class Channel:
         except UnavailableError:
             # Clients reconnect with their cursor and resume elsewhere or later; nothing is lost.
             log.warning("edge.channel_unavailable", subject=self.subject)
-            self._release_held()
+            # Close before releasing: a release would deliver what other channels buffered meanwhile,
+            # events after the ones this channel never fetched, and the client would resume past them.
             for member in [*self._member_list, *(connection for connection, _ in self.waiting)]:
                 member.close("unavailable")
+            self._release_held()
             return
         except asyncio.CancelledError:
             self._release_held()

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 from userstream.embedded_nats import NatsServerProcess
+from userstream.errors import UnavailableError
+from userstream.eventlog.reader import StoredMessage
 from userstream.events import ActivityInput
 
 from tests.support.stack import Stack, start_stack
@@ -94,3 +96,40 @@ async def test_a_join_survives_the_last_member_leaving_before_it_completes(stack
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_a_channel_that_cannot_catch_up_delivers_nothing_past_what_it_missed(
+    nats_server: NatsServerProcess,
+) -> None:
+    """When a channel's catch-up gives up (the log unreachable for longer than the edge waits), its members
+    are closed `unavailable` so that they resume later. They were released first, which delivered what the
+    other channels had buffered - events after the ones the failed channel never fetched. alice's revocation
+    was missed on user.alice and acme's next page reached her; her client then resumed after both, so the
+    revocation was lost for good and acme kept flowing to her. Found by the long soak under CPU starvation,
+    where log reads timed out; here the read of alice's user subject fails on purpose."""
+    stack = await start_stack(nats_server.url, edge_env={"NATS_REQUEST_TIMEOUT": "0.3"})
+    try:
+        await stack.acl.grant_membership("alice", "acme", "member")
+        before = await stack.head()
+        revoke = await stack.acl.revoke_membership("alice", "acme")
+        after_revoke = await stack.page("acme", "not-for-alice")
+        reader = stack.edge.runtime.reader
+        read = reader.read
+
+        async def user_subject_unreachable(subject: str, after: int, until: int) -> list[StoredMessage]:
+            if subject == "user.alice":
+                raise UnavailableError("injected: the log does not answer for user.alice")
+            return await read(subject, after, until)
+
+        reader.read = user_subject_unreachable  # type: ignore[method-assign]  # fault injection at the log's edge
+        alice = await stack.stream("alice", last_event_id=before)
+        try:
+            events = await alice.read_to_end(timeout=10)
+        finally:
+            await alice.close()
+        delivered = [event.id for event in events if event.event == "change"]
+        assert after_revoke not in delivered
+        assert revoke.cursor not in delivered  # it could not be read; it is delivered when alice resumes
+        assert events[-1].event == "close"
+    finally:
+        await stack.stop()
