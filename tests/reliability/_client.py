@@ -49,6 +49,8 @@ class Session:
     status: int = 0
     offset: dict[str, object] | None = None
     changes: int = 0
+    first: int | None = None  # positions of the first and last change received
+    last: int | None = None
     ended_by: str = ""
 
 
@@ -246,6 +248,9 @@ class StreamClient:
             self.store.keep(position, data, self.variants)
             self.last_id = cursor
             session.changes += 1
+            if session.first is None:
+                session.first = position
+            session.last = position
             self._progress.set()
         elif event == b"offset":
             offset = json.loads(data)

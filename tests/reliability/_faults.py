@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 import urllib.request
 from collections.abc import Callable
@@ -40,6 +42,28 @@ def restart_nats(server: NatsServerProcess, *, at: float = 0.3) -> Fault:
         context.notes["nats down (s)"] = round(time.monotonic() - down, 1)
 
     return Fault("nats restart", at, action)
+
+
+def freeze_nats(server: NatsServerProcess, seconds: float, *, at: float = 0.3) -> Fault:
+    """The single NATS server stops answering (SIGSTOP) without closing a connection, then resumes (SIGCONT).
+
+    Longer than the edge waits for a catch-up (twice the request timeout), so channels give up and
+    close their streams `unavailable`; recording calls time out into UNAVAILABLE and are retried.
+    """
+
+    async def action(context: RunContext) -> None:
+        assert server.pid is not None
+        for client in context.clients:  # a reconnect storm, so that catch-ups are in flight when NATS stops
+            client.drop()
+        await asyncio.sleep(0.01)
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        context.notes["nats frozen (s)"] = seconds
+
+    return Fault("nats freeze", at, action)
 
 
 def kill_cluster_node(cluster: NatsCluster, choose: str, *, at: float = 0.3) -> Fault:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from userstream.embedded_nats import NatsServerProcess
 
-from tests.reliability._faults import kill_cluster_node, restart_nats
+from tests.reliability._faults import freeze_nats, kill_cluster_node, restart_nats
 from tests.reliability._soak import Chaos, run
 from tests.reliability._workload import Shape
 from tests.reliability.conftest import Deploy, assert_clean
@@ -25,6 +25,16 @@ CHAOS = Chaos(drop_every=0.5, late_clients=2, tabs=1)
 async def test_single_nats_server_restarts_with_its_store(deploy: Deploy, nats_server: NatsServerProcess) -> None:
     async with deploy(nats_server.url) as deployment:
         result = await run(deployment, SHAPE, seed=11, chaos=CHAOS, fault=restart_nats(nats_server))
+        assert_clean(result, deployment)
+    assert result.workload.stats["calls retried after UNAVAILABLE"] > 0
+
+
+async def test_nats_freezes_longer_than_the_edge_waits(deploy: Deploy, nats_server: NatsServerProcess) -> None:
+    # The edge gives up a catch-up after twice the NATS request timeout (6 s; a flush waits up to 10 s). Frozen for
+    # 12 s right after a reconnect storm, catch-ups in flight give up and close their streams `unavailable`; the
+    # clients must resume without a gap once NATS answers again.
+    async with deploy(nats_server.url) as deployment:
+        result = await run(deployment, SHAPE, seed=13, chaos=CHAOS, fault=freeze_nats(nats_server, 12.0))
         assert_clean(result, deployment)
     assert result.workload.stats["calls retried after UNAVAILABLE"] > 0
 
