@@ -38,7 +38,7 @@ SCENARIOS = ("throughput", "latency", "idle", "scaleout")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="1 round, short steps, 3,000 idle streams (≤ 2 min)")
+    parser.add_argument("--quick", action="store_true", help="1 round, short steps, 2,000 idle streams (≤ 2 min)")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds of throughput/latency (default 3)")
     parser.add_argument("--storm-rounds", type=int, default=None, help="rounds of idle memory + storm (default 2)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated subset of {SCENARIOS}")
@@ -61,8 +61,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace) -> scenarios.Config:
     config = scenarios.Config(clients=args.clients)
     if args.quick:
+        # A smoke run: one attempt per step, one bisection, fewer idle streams.
         config = replace(
-            config, idle_clients=3000, step_seconds=1.5, drain_seconds=4.0, latency_seconds=4.0, bisections=1
+            config,
+            idle_clients=2000,
+            step_seconds=1.5,
+            drain_seconds=3.0,
+            latency_seconds=3.0,
+            bisections=1,
+            confirm_failures=False,
+            contended_retries=0,
         )
     if args.idle_clients:
         config = replace(config, idle_clients=args.idle_clients)

@@ -102,6 +102,7 @@ class StepResult:
     foreign_cpu: float  # cores busy with processes outside this benchmark (other work on a shared machine)
     edge_cpu_seconds: float  # from the step's first publish until every delivery was checked
     edge_kernel_seconds: float  # the part of it spent in the kernel (socket writes, on loopback)
+    load_cpu: float = 0.0  # cores the load side used (NATS, activity, acl, load generators, publisher)
 
     @property
     def clean(self) -> bool:
@@ -141,6 +142,7 @@ class StepResult:
             "foreign_cpu": self.foreign_cpu,
             "edge_us_per_delivery": self.edge_us_per_delivery,
             "edge_kernel_share": self.edge_kernel_seconds / self.edge_cpu_seconds if self.edge_cpu_seconds else None,
+            "load_cpu": self.load_cpu,
         }
 
     @property
@@ -306,12 +308,13 @@ class Harness:
         await self.begin(step)
         edge_cpu = edge_cpu_start = edge.cpu()
         edge_kernel_start = edge.kernel_cpu()
-        ours, busy = self.our_cpu(edge), machine_busy_seconds()
+        ours, busy, load = self.our_cpu(edge), machine_busy_seconds(), self.our_cpu()
         wall = time.monotonic()
         published = await self.publisher.publish(step, deliveries_per_s / fanout, duration, tick=tick)
         wall = max(1e-9, time.monotonic() - wall)
         edge_cpu = (edge.cpu() - edge_cpu) / wall
         foreign = ((machine_busy_seconds() - busy) - (self.our_cpu(edge) - ours)) / wall
+        load = (self.our_cpu() - load) / wall
         seen = await self.finish(step, published.per_org, drain)
         edge_cpu_seconds = edge.cpu() - edge_cpu_start
         edge_kernel_seconds = edge.kernel_cpu() - edge_kernel_start
@@ -338,6 +341,7 @@ class Harness:
             foreign_cpu=max(0.0, foreign),
             edge_cpu_seconds=edge_cpu_seconds,
             edge_kernel_seconds=edge_kernel_seconds,
+            load_cpu=load,
         )
 
     def our_cpu(self, edge: Service | None = None) -> float:

@@ -72,7 +72,8 @@ def _step_line(kind: str, step: StepResult) -> str:
         f"  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  edge cpu {step.edge_cpu:4.0%}"
         f" ({step.edge_us_per_delivery or 0:4.1f} µs/delivery,"
         f" {step.edge_kernel_seconds / step.edge_cpu_seconds if step.edge_cpu_seconds else 0:.0%} kernel)"
-        f"  loadgen cpu {step.loadgen_cpu:4.0%}  others {step.foreign_cpu:4.0%}  {verdict}{extra}"
+        f"  load side {step.load_cpu:4.0%} (loadgen {step.loadgen_cpu:3.0%})  others {step.foreign_cpu:4.0%}"
+        f"  {verdict}{extra}"
     )
 
 
