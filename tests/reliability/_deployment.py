@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from userstream.rpc.activity import ActivityClient
 from userstream.tokens import issue_token
 
 from tests.reliability.oracle import OraclePolicy
-from tests.support.processes import ServiceProcess, clean_environment, start_all
+from tests.support.processes import ServiceProcess, clean_environment
 
 SECRET = "reliability-secret-that-is-long-enough-for-hs256"
 
@@ -86,7 +87,16 @@ class Deployment:
         return [edge.base_url for edge in self.edges]
 
     async def start(self) -> None:
-        await start_all(self.processes)
+        for process in self.processes:
+            process.start()
+        await asyncio.gather(self.activity.wait_ready(), self.acl.wait_ready())
+        acl_addr = self.acl.address
+        for edge in self.edges:
+            if edge.env["USERSTREAM_ACL_ADDR"] != acl_addr:  # acl had to move to another port
+                edge.kill()
+                edge.env["USERSTREAM_ACL_ADDR"] = acl_addr
+                edge.start()
+        await asyncio.gather(*(edge.wait_ready() for edge in self.edges))
 
     @property
     def activity_client(self) -> ActivityClient:

@@ -24,6 +24,11 @@ USERSTREAM = str(Path(sys.executable).parent / "userstream")
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 _POLL = 0.05
+_BIND_ATTEMPTS = 3
+
+
+class PortTakenError(RuntimeError):
+    """The process could not listen: another process took its port."""
 
 
 def clean_environment(**values: str) -> dict[str, str]:
@@ -41,6 +46,7 @@ class ServiceProcess:
     log_file: Path
     port: int = field(default_factory=free_port)
     starts: int = 0
+    served: bool = False  # ready at least once: others know the port now
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -76,12 +82,35 @@ class ServiceProcess:
         self.starts += 1
 
     async def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        """Until gRPC health says SERVING (activity, acl) or ``/readyz`` answers 200 (edge)."""
+        """Until gRPC health says SERVING (activity, acl) or ``/readyz`` answers 200 (edge).
+
+        If the port was taken meanwhile (free when chosen, but the machine is shared), the process
+        is started again: on another port the first time (nobody knows this one yet), else on the
+        same port once it is free again.
+        """
+        for _ in range(_BIND_ATTEMPTS - 1):
+            try:
+                await self._wait_ready(timeout)
+            except PortTakenError:
+                if self.served:
+                    await asyncio.sleep(_POLL * 10)
+                else:
+                    self.port = free_port()
+                self.start()
+            else:
+                self.served = True
+                return
+        await self._wait_ready(timeout)
+        self.served = True
+
+    async def _wait_ready(self, timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         channel = None if self.command == "edge" else open_channel(self.address)
         try:
             while not await self._ready(channel):
                 if not self.running:
+                    if "already in use" in self._last_start_log().lower():
+                        raise PortTakenError(f"{self.command}: port {self.port} taken by another process")
                     raise RuntimeError(f"{self.command} exited with {self.returncode}; see {self.log_file}")
                 if asyncio.get_running_loop().time() > deadline:
                     raise TimeoutError(f"{self.command} not ready within {timeout} s; see {self.log_file}")
@@ -130,6 +159,9 @@ class ServiceProcess:
 
     def log_text(self) -> str:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    def _last_start_log(self) -> str:
+        return self.log_text().rpartition(f"--- start {self.starts} ---")[2]
 
 
 async def start_all(processes: list[ServiceProcess], timeout: float = START_TIMEOUT) -> None:
