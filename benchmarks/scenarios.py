@@ -210,7 +210,10 @@ async def idle_storm(harness: Harness, kind: str, config: Config) -> dict[str, A
         await _wait_streams_closed(edge)
         organizations = harness.population.organizations
         missed = await harness.publisher.publish(step, organizations * config.missed_per_org / 0.2, 0.2, tick=0.005)
+        cpu = (edge.cpu(), harness.backbone.acl.cpu(), time.monotonic())
         storm = await harness.connect(edge, window=config.connect_window, resume=True)
+        wall = max(1e-9, time.monotonic() - cpu[2])
+        storm_cpu = {"edge": (edge.cpu() - cpu[0]) / wall, "acl": (harness.backbone.acl.cpu() - cpu[1]) / wall}
         seen = await harness.finish(step, missed.per_org, timeout=60.0)
         expected = harness.expected_deliveries(missed.per_org)
         # Gap-free: every client that resumed got exactly what it missed, once, in order.
@@ -239,6 +242,8 @@ async def idle_storm(harness: Harness, kind: str, config: Config) -> dict[str, A
                 "all_resumed": storm["resumed"] == streams,
                 "not_open": seen["not_open"],
                 "rss_kb": edge.rss_kb(),
+                "cpu": storm_cpu,  # cores used while the storm connected
+                "edge_us_per_stream": storm_cpu["edge"] * wall * 1e6 / max(1, storm["offsets"]),
             },
         }
         s = result["storm"]
@@ -247,7 +252,8 @@ async def idle_storm(harness: Harness, kind: str, config: Config) -> dict[str, A
             f" accepted {s['accepted_per_s']:,.0f}/s,"
             f" resumed {s['resumed_per_s']:,.0f}/s; replayed {seen['deliveries']:,}/{expected:,}"
             f" missing {seen['missing']} extra {seen['extra']} out-of-order {seen['out_of_order']}"
-            f"  {'gap-free' if gap_free else 'GAPS'}  statuses {storm['statuses']}, retries {storm['retries']}",
+            f"  {'gap-free' if gap_free else 'GAPS'}  statuses {storm['statuses']}, retries {storm['retries']};"
+            f" edge {storm_cpu['edge']:.0%} acl {storm_cpu['acl']:.0%} of a core",
             flush=True,
         )
         return result
