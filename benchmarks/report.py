@@ -270,10 +270,10 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
             ys = [s["delivered_per_s"] for s in steps]
             top = max(top, *xs, *ys)
             # The line follows the best attempt at each offered load; every attempt is a marker.
-            best: dict[float, float] = {}
+            best_at: dict[float, float] = {}
             for x, y in zip(xs, ys, strict=True):
-                best[x] = max(best.get(x, 0.0), y)
-            axes.plot(list(best), list(best.values()), "-", color=color, alpha=0.35, label=None)
+                best_at[x] = max(best_at.get(x, 0.0), y)
+            axes.plot(list(best_at), list(best_at.values()), "-", color=color, alpha=0.35, label=None)
             ok = [(x, y) for x, y, s in zip(xs, ys, steps, strict=True) if _sustained(s)]
             bad = [(x, y) for x, y, s in zip(xs, ys, steps, strict=True) if not _sustained(s)]
             if ok:
@@ -312,10 +312,10 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
             histogram = Histogram.merged(Histogram.from_json(run["step"]["histogram"]) for run in runs)
             points = histogram.cdf()
             if points:
-                xs, ys = zip(*points, strict=True)
+                latencies, fractions = zip(*points, strict=True)
                 axes.step(
-                    xs,
-                    ys,
+                    latencies,
+                    fractions,
                     where="post",
                     color=COLORS[(kind, 1)],
                     label=f"{kind} (p50 {histogram.percentile(0.5):.1f} ms, p99 {histogram.percentile(0.99):.1f} ms)",

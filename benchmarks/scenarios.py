@@ -246,11 +246,11 @@ async def idle_storm(harness: Harness, kind: str, config: Config) -> dict[str, A
                 "edge_us_per_stream": storm_cpu["edge"] * wall * 1e6 / max(1, storm["offsets"]),
             },
         }
-        s = result["storm"]
+        summary = _connect_summary(storm, config.idle_clients)
         print(
-            f"    {kind:<14} storm: {s['resumed']:,}/{config.idle_clients:,} resumed,"
-            f" accepted {s['accepted_per_s']:,.0f}/s,"
-            f" resumed {s['resumed_per_s']:,.0f}/s; replayed {seen['deliveries']:,}/{expected:,}"
+            f"    {kind:<14} storm: {summary['resumed']:,}/{config.idle_clients:,} resumed,"
+            f" accepted {summary['accepted_per_s']:,.0f}/s,"
+            f" resumed {summary['resumed_per_s']:,.0f}/s; replayed {seen['deliveries']:,}/{expected:,}"
             f" missing {seen['missing']} extra {seen['extra']} out-of-order {seen['out_of_order']}"
             f"  {'gap-free' if gap_free else 'GAPS'}  statuses {storm['statuses']}, retries {storm['retries']};"
             f" edge {storm_cpu['edge']:.0%} acl {storm_cpu['acl']:.0%} of a core",
