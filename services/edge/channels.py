@@ -31,6 +31,7 @@ from userstream.edge._live_queue import subscribe_in_wire_order
 from userstream.edge._timestamps import TimestampParser
 from userstream.edge.connection import Connection
 from userstream.edge.events import LiveEvent, decode_event
+from userstream.edge.outbox import Outbox
 from userstream.errors import UnavailableError
 from userstream.eventlog.reader import LogReader, StoredMessage
 from userstream.eventlog.subjects import (
@@ -105,12 +106,28 @@ class Hub:
         self._timestamps = TimestampParser()
         self.channels: dict[str, Channel] = {}
         self.stats = HubStats()
+        self._dirty: list[Outbox] = []
+        self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         connection.on_state_change(self._on_nats_state)
 
     @property
     def codec(self) -> CursorCodec:
         return self._codec()
+
+    def mark_dirty(self, outbox: Outbox) -> None:
+        """``outbox`` has new bytes: write them at the end of this loop iteration, with everything else new."""
+        self._dirty.append(outbox)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """One write per stream per loop iteration, however many events it received meanwhile."""
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for outbox in dirty:
+            outbox.flush()
 
     def join(self, connection: Connection, subject: str, after: int) -> None:
         """Make ``connection`` receive every event on ``subject`` after sequence ``after``.

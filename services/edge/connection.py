@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from userstream.edge import sse
 from userstream.edge.events import EventKind, LiveEvent
+from userstream.edge.outbox import Outbox
 from userstream.eventlog.subjects import org_subject
 from userstream.events.model import Action
 from userstream.memberships import apply_membership_event
@@ -51,8 +52,6 @@ class Connection:
 
     __slots__ = (
         "backlog",
-        "buffer",
-        "buffered",
         "channels",
         "close_reason",
         "closed",
@@ -66,6 +65,7 @@ class Connection:
         "offset_cursor",
         "offset_sent",
         "offset_target",
+        "outbox",
         "policy",
         "position",
         "public",
@@ -74,7 +74,6 @@ class Connection:
         "timers",
         "user_id",
         "waiting",
-        "wakeup",
     )
 
     def __init__(
@@ -115,10 +114,8 @@ class Connection:
         self.waiting = 0
         # Subjects joined, each with the sequence after which this connection needs its events.
         self.channels: dict[str, int] = {}
-        self.buffer: list[bytes] = []
-        self.buffered = 0
+        self.outbox = Outbox(hub, self.pump)
         self.max_bytes = max_bytes
-        self.wakeup = asyncio.Event()
         self.closed = False
         self.cut_off = False
         self.close_reason: str | None = None
@@ -169,7 +166,8 @@ class Connection:
         """
         backlog = self.backlog
         page = self.max_bytes // _PAGE_FRACTION
-        while backlog and not self.holds and not self.closed and self.buffered < page:
+        outbox = self.outbox
+        while backlog and not self.holds and not self.closed and outbox.buffered < page:
             event, live = backlog.popleft()
             if live:
                 self.waiting -= len(event.frame)
@@ -192,7 +190,7 @@ class Connection:
         # Live events waiting behind a catch-up count against the same limit as queued bytes:
         # a client that stops reading, or a catch-up that takes too long, must not grow memory.
         self.waiting += size
-        if self.buffered + self.waiting > self.max_bytes:
+        if self.outbox.buffered + self.waiting > self.max_bytes:
             self._overflow()
 
     def _deliver(self, event: LiveEvent) -> None:
@@ -245,31 +243,19 @@ class Connection:
     # -- the output side ---------------------------------------------------------------------
 
     def write(self, frame: bytes) -> None:
-        """Queue bytes for the writer; past the limit the connection is cut off as a slow consumer."""
+        """Queue bytes for the socket; past the limit the connection is cut off as a slow consumer."""
         if self.closed:
             return
-        self.buffer.append(frame)
-        self.buffered += len(frame)
-        if self.buffered + self.waiting > self.max_bytes:
+        outbox = self.outbox
+        outbox.append(frame)
+        if outbox.buffered + self.waiting > self.max_bytes:
             self._overflow()
-            return
-        self.wakeup.set()
 
     def _overflow(self) -> None:
         """More is waiting than the limit allows: drop it all and end the stream; the client resumes."""
         self.cut_off = True
-        self.buffer.clear()
-        self.buffered = 0
+        self.outbox.clear()
         self.close("slow-consumer")
-
-    def take(self) -> bytes:
-        """Everything queued, as one write; the next page of a catch-up is queued meanwhile."""
-        chunk = b"".join(self.buffer)
-        self.buffer.clear()
-        self.buffered = 0
-        if self.backlog:
-            self.pump()
-        return chunk
 
     def _drop_waiting(self) -> None:
         """The stream ends: what was not delivered is not needed (the client resumes from its cursor)."""
@@ -297,12 +283,12 @@ class Connection:
         if self.closed:
             return
         if retry_ms is not None:
-            self.buffer.append(sse.retry_frame(retry_ms))
-        self.buffer.append(sse.close_frame(reason, rewind_to))
+            self.outbox.append(sse.retry_frame(retry_ms))
+        self.outbox.append(sse.close_frame(reason, rewind_to))
         self.closed = True
         self.close_reason = reason
         self._drop_waiting()
-        self.wakeup.set()
+        self.outbox.end()
         self.hub.forget(self)
 
     def end(self) -> None:
@@ -311,5 +297,5 @@ class Connection:
             self.closed = True
             self.close_reason = "disconnected"
             self._drop_waiting()
+            self.outbox.clear()
             self.hub.forget(self)
-        self.wakeup.set()

@@ -28,7 +28,7 @@ class EdgeCollector(Collector):
         yield GaugeMetricFamily(
             "userstream_edge_queued_bytes",
             "Bytes queued for clients and not yet written.",
-            sum(connection.buffered for connection in connections),
+            sum(connection.outbox.buffered for connection in connections),
         )
         yield GaugeMetricFamily(
             "userstream_edge_channels", "Channels (subjects) followed live.", len(runtime.hub.channels)

@@ -45,6 +45,9 @@ class RecordingHub:
         self.left: list[str] = []
         self.forgotten: list[Connection] = []
 
+    def mark_dirty(self, outbox: object) -> None:
+        """Writes are flushed by the event loop in the service; here tests take the outbox themselves."""
+
     def join(self, connection: Connection, subject: str, after: int) -> None:
         connection.hold()
         connection.channels[subject] = after

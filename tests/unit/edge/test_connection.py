@@ -26,7 +26,7 @@ read = ["admin"]
 def frames(connection: Connection) -> list[tuple[str, str | None, dict[str, object]]]:
     """(event, id, data) of everything queued, as a client would parse it; the queue is taken."""
     parsed = []
-    for block in connection.take().decode().split("\n\n"):
+    for block in connection.outbox.take().decode().split("\n\n"):
         fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
         if "event" in fields:
             parsed.append((fields["event"], fields.get("id"), json.loads(fields["data"])))
@@ -42,7 +42,7 @@ def test_live_events_flow_once_the_connect_is_released() -> None:
     hub = RecordingHub()
     conn = connection(hub, memberships={"acme": "member"})
     conn.offer(page(11))  # still held by the connect
-    assert conn.buffer == []
+    assert conn.outbox.buffer == []
     conn.release()
     conn.offer(page(12))
     queued = frames(conn)
@@ -93,7 +93,7 @@ def test_a_catch_up_is_handed_to_the_writer_a_page_at_a_time() -> None:
         conn.offer(page(sequence), False)
     conn.release()
     assert not conn.closed
-    assert conn.buffered <= 8192 // 4 + 1024
+    assert conn.outbox.buffered <= 8192 // 4 + 1024
     received: list[int] = []
     while True:
         queued = frames(conn)
@@ -236,7 +236,7 @@ def test_close_sends_retry_then_close_and_drops_what_waits() -> None:
     for sequence in range(11, 20):
         conn.offer(page(sequence), False)
     conn.close("shutdown", retry_ms=4321)
-    assert conn.take() == b'retry: 4321\n\nevent: close\ndata: {"reason":"shutdown"}\n\n'
+    assert conn.outbox.take() == b'retry: 4321\n\nevent: close\ndata: {"reason":"shutdown"}\n\n'
     assert not conn.held
     assert hub.forgotten == [conn]
     conn.close("shutdown")  # once only
