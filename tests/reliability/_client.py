@@ -104,7 +104,8 @@ class StreamClient:
         """Until an event at or after ``position`` has arrived (or the client gave up)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.last_position < position and not self.refetches:
+        while self.last_position < position and not self.refetches and (self.after is None or self.after < position):
+            # (a client that never got an event starts afresh at `now`, possibly after `position`)
             if self._task is not None and self._task.done():
                 self._task.result()
                 raise AssertionError(f"{self.name} stopped early")
@@ -112,7 +113,7 @@ class StreamClient:
             if remaining <= 0:
                 raise TimeoutError(
                     f"{self.name} has {self.last_position}, waited for {position}; "
-                    f"last sessions {self.sessions[-3:]}, problems {self.problems[:3]}"
+                    f"last sessions {self.sessions[-3:]}, closes {dict(self.closes)}, problems {self.problems[:3]}"
                 )
             self._progress.clear()
             with contextlib.suppress(TimeoutError):
