@@ -12,7 +12,6 @@ from typing import Any
 import structlog
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
-from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.enums import ScopeType
 from litestar.types import Receive, Scope, Send
@@ -31,12 +30,14 @@ log = structlog.get_logger("userstream.edge")
 def create_app(settings: EdgeSettings, *, handle_signals: bool = True) -> TransportExposingApp:
     """The ASGI app of one edge worker. ``handle_signals``: drain on SIGTERM (off when embedded in tests)."""
 
+    parts = _WorkerParts()
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         runtime = EdgeRuntime(settings)
-        app.state.runtime = runtime
-        app.state.metrics = EdgeMetrics(runtime)
-        runtime.hub.observe_lag = app.state.metrics.lag.observe
+        app.state.runtime = parts.runtime = runtime
+        app.state.metrics = parts.metrics = EdgeMetrics(runtime)
+        runtime.hub.observe_lag = parts.metrics.lag.observe
         await runtime.start()
         if handle_signals:
             _drain_on_sigterm(runtime)
@@ -61,8 +62,9 @@ def create_app(settings: EdgeSettings, *, handle_signals: bool = True) -> Transp
     app = Litestar(
         route_handlers=[*STREAM_ROUTES, *PROBE_ROUTES, *ASSET_ROUTES, *extra_routes],
         dependencies={
-            "runtime": Provide(_runtime, sync_to_thread=False),
-            "metrics": Provide(_metrics, sync_to_thread=False),
+            # Closures, not `state: State`: Litestar builds a State (with a lock) per request for that.
+            "runtime": Provide(parts.get_runtime, sync_to_thread=False),
+            "metrics": Provide(parts.get_metrics, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]  # handlers are typed per exception
         lifespan=lifespans,
@@ -73,14 +75,17 @@ def create_app(settings: EdgeSettings, *, handle_signals: bool = True) -> Transp
     return TransportExposingApp(app)
 
 
-def _runtime(state: State) -> EdgeRuntime:
-    runtime: EdgeRuntime = state.runtime
-    return runtime
+class _WorkerParts:
+    """What the lifespan builds, for the dependencies handlers declare."""
 
+    runtime: EdgeRuntime
+    metrics: EdgeMetrics
 
-def _metrics(state: State) -> EdgeMetrics:
-    metrics: EdgeMetrics = state.metrics
-    return metrics
+    def get_runtime(self) -> EdgeRuntime:
+        return self.runtime
+
+    def get_metrics(self) -> EdgeMetrics:
+        return self.metrics
 
 
 class TransportExposingApp:

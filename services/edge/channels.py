@@ -154,12 +154,9 @@ class Hub:
                 self._close(channel)
 
     def forget(self, connection: Connection) -> None:
-        """The connection ended: leave every channel, cancel its timers, free its slot."""
+        """The connection ended: leave every channel, free its slot."""
         for subject in list(connection.channels):
             self.leave(connection, subject)
-        for timer in connection.timers:
-            timer.cancel()
-        connection.timers.clear()
         self._on_forget(connection)
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
@@ -226,7 +223,8 @@ class Channel:
         self.subject = subject
         self.state = State.OPENING
         self.members: set[Connection] = set()
-        self._member_list: tuple[Connection, ...] = ()
+        self._members: tuple[Connection, ...] = ()
+        self._members_changed = False
         # Connections waiting for the channel to be READY, with the sequence they need events after.
         self.waiting: list[tuple[Connection, int]] = []
         self.covered_from = covered_from
@@ -255,12 +253,20 @@ class Channel:
     def remove(self, connection: Connection) -> None:
         if connection in self.members:
             self.members.discard(connection)
-            self._member_list = tuple(self.members)
+            self._members_changed = True
         self.waiting = [(waiting, after) for waiting, after in self.waiting if waiting is not connection]
 
     def _add(self, connection: Connection) -> None:
         self.members.add(connection)
-        self._member_list = tuple(self.members)
+        self._members_changed = True
+
+    @property
+    def _member_list(self) -> tuple[Connection, ...]:
+        """The members as a tuple to iterate while offers change membership; rebuilt lazily (storms stay linear)."""
+        if self._members_changed:
+            self._members = tuple(self.members)
+            self._members_changed = False
+        return self._members
 
     def _complete_join(self, connection: Connection, after: int) -> None:
         if connection.closed or self.subject not in connection.channels:

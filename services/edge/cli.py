@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         http="httptools",
         lifespan="on",
         access_log=False,
+        # The edge never reads client addresses; the middleware would cost every request and write.
+        proxy_headers=False,
         log_config=None,
         # Streams are drained by the app before uvicorn stops; this bounds whatever is left.
         timeout_graceful_shutdown=2,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from dataclasses import dataclass
 
 import structlog
@@ -16,6 +15,7 @@ from userstream.edge._log_identity import LogIdentityWatch
 from userstream.edge.channels import Hub
 from userstream.edge.connection import Connection
 from userstream.edge.errors import UnavailableHTTPError
+from userstream.edge.expiry import ExpiryWheel
 from userstream.edge.registry import StreamRegistry
 from userstream.edge.settings import EdgeSettings
 from userstream.errors import FailedPreconditionError, UnavailableError, UserstreamError
@@ -65,6 +65,7 @@ class EdgeRuntime:
         )
         self._bounds = Coalescer(self.log.bounds)
         self._identity = LogIdentityWatch(self.nats, self.log, self._log_recreated)
+        self._expiry = ExpiryWheel()
         self.draining = False
         self.acl_reachable = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -77,6 +78,7 @@ class EdgeRuntime:
         self._tasks = [
             loop.create_task(self._open_log()),
             loop.create_task(self._ping_forever()),
+            loop.create_task(self._expiry.run()),
             loop.create_task(self._watch_acl()),
         ]
 
@@ -171,7 +173,7 @@ class EdgeRuntime:
                 resumed=requested is not None,
             )
             subjects = [user_subject(principal.user_id), *(org_subject(org) for org in subject.memberships)]
-            self._expire_at(connection, principal.expires_at)
+            self._expiry.add(connection, principal.expires_at)
         self.registry.add(connection)
         for name in subjects:
             self.hub.join(connection, name, after=start)
@@ -208,12 +210,8 @@ class EdgeRuntime:
         except UnavailableError as exc:
             raise UnavailableHTTPError(f"the log is not reachable: {exc}", self.settings.retry_after) from exc
 
-    def _expire_at(self, connection: Connection, expires_at: float) -> None:
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, expires_at - time.time())
-        connection.timers.append(loop.call_later(delay, connection.close, "token-expired"))
-
     def _forget(self, connection: Connection) -> None:
+        self._expiry.discard(connection)
         self.registry.remove(connection)
         if connection.cut_off:
             self.hub.stats.slow_consumers += 1
