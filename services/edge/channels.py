@@ -17,23 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import time
+import math
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats.errors
 import structlog
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from userstream.cursor import CursorCodec
 from userstream.edge._live_queue import subscribe_in_wire_order
-from userstream.edge._timestamps import TimestampParser
 from userstream.edge.connection import Connection
 from userstream.edge.events import LiveEvent, decode_event
-from userstream.edge.outbox import Outbox
 from userstream.errors import UnavailableError
-from userstream.eventlog.reader import LogReader, StoredMessage
+from userstream.eventlog.reader import StoredMessage
 from userstream.eventlog.subjects import (
     LAST_SEQUENCE_HEADER,
     PUBLIC_HEADER,
@@ -42,12 +39,13 @@ from userstream.eventlog.subjects import (
     TIMESTAMP_HEADER,
     live_subject,
 )
-from userstream.nats_connection import NatsConnection
+
+if TYPE_CHECKING:
+    from userstream.edge.hub import Hub
 
 log = structlog.get_logger("userstream.edge")
 
 _RETRY_WAIT = 0.25
-LEADER_ELECTED_ADVISORY = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED."
 Work = Callable[[], Coroutine[Any, Any, None]]
 
 
@@ -59,164 +57,11 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-class HubStats:
-    """Plain counters read by the metrics collector (cheaper than metric objects on the hot path)."""
-
-    __slots__ = (
-        "catchup_reads",
-        "deliveries",
-        "events",
-        "gap_repairs",
-        "leader_changes",
-        "resyncs",
-        "slow_consumers",
-    )
-
-    def __init__(self) -> None:
-        self.events = 0
-        self.deliveries = 0
-        self.gap_repairs = 0
-        self.leader_changes = 0
-        self.resyncs = 0
-        self.catchup_reads = 0
-        self.slow_consumers = 0
-
-
-class Hub:
-    """This worker's channels, reference-counted by the connections that joined them."""
-
-    def __init__(
-        self,
-        *,
-        connection: NatsConnection,
-        reader: LogReader,
-        codec: Callable[[], CursorCodec],
-        ring_size: int,
-        on_forget: Callable[[Connection], None],
-        unavailable_after: float,
-        observe_lag: Callable[[float], None] | None = None,
-    ) -> None:
-        self.nats = connection
-        self.reader = reader
-        self._codec = codec
-        self.ring_size = ring_size
-        self._on_forget = on_forget
-        self.unavailable_after = unavailable_after
-        self.observe_lag = observe_lag
-        self._timestamps = TimestampParser()
-        self.channels: dict[str, Channel] = {}
-        self.stats = HubStats()
-        self._dirty: list[Outbox] = []
-        self._flush_scheduled = False
-        self._tasks: set[asyncio.Task[None]] = set()
-        connection.on_state_change(self._on_nats_state)
-
-    @property
-    def codec(self) -> CursorCodec:
-        return self._codec()
-
-    def mark_dirty(self, outbox: Outbox) -> None:
-        """``outbox`` has new bytes: write them at the end of this loop iteration, with everything else new."""
-        self._dirty.append(outbox)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        """One write per stream per loop iteration, however many events it received meanwhile."""
-        self._flush_scheduled = False
-        dirty, self._dirty = self._dirty, []
-        for outbox in dirty:
-            outbox.flush()
-
-    def join(self, connection: Connection, subject: str, after: int) -> None:
-        """Make ``connection`` receive every event on ``subject`` after sequence ``after``.
-
-        The connection is held until the channel has handed it everything between
-        ``after`` and the live flow.
-        """
-        connection.hold()
-        connection.channels[subject] = after
-        channel = self.channels.get(subject)
-        if channel is None:
-            channel = Channel(self, subject, covered_from=after)
-            self.channels[subject] = channel
-            channel.open(connection)
-        else:
-            channel.admit(connection, after)
-
-    def leave(self, connection: Connection, subject: str) -> None:
-        connection.channels.pop(subject, None)
-        channel = self.channels.get(subject)
-        if channel is not None:
-            channel.remove(connection)
-            if not channel.members and not channel.waiting:
-                self._close(channel)
-
-    def forget(self, connection: Connection) -> None:
-        """The connection ended: leave every channel, free its slot."""
-        for subject in list(connection.channels):
-            self.leave(connection, subject)
-        self._on_forget(connection)
-
-    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def close(self) -> None:
-        for channel in list(self.channels.values()):
-            self._close(channel)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def observe(self, stamp: str | None) -> None:
-        """Record how long after it was stored a live event reached this worker."""
-        if self.observe_lag is None or stamp is None:
-            return
-        stored = self._timestamps.seconds(stamp)
-        if stored is not None:
-            self.observe_lag(max(0.0, time.time() - stored))
-
-    @property
-    def subscription_count(self) -> int:
-        return sum(1 for channel in self.channels.values() if channel.subscription is not None)
-
-    def _close(self, channel: Channel) -> None:
-        if self.channels.get(channel.subject) is channel:
-            del self.channels[channel.subject]
-        channel.shut()
-
-    async def watch_leader_changes(self, stream: str) -> None:
-        """Treat a new stream leader like a reconnect: hold every channel and probe the log.
-
-        Events the old leader stored but whose republished copies were lost with
-        it leave a hole on their subjects that no later message on *other*
-        subjects reveals. The advisory is published by the new leader before it
-        republishes anything, so, handled in wire order, it holds every member
-        before a newer event can pass the hole.
-        """
-        await subscribe_in_wire_order(self.nats.client, LEADER_ELECTED_ADVISORY + stream, self._on_leader_elected)
-
-    def _on_leader_elected(self, _: Msg) -> None:
-        log.info("edge.stream_leader_elected", channels=len(self.channels))
-        self.stats.leader_changes += 1
-        for channel in list(self.channels.values()):
-            channel.suspend()
-            channel.request_probe()
-
-    def _on_nats_state(self, connected: bool) -> None:
-        for channel in list(self.channels.values()):
-            if connected:
-                # Whatever was published while we were away never reached the live subjects.
-                channel.request_probe()
-            else:
-                channel.suspend()
-
-
 class Channel:
     """One subject followed live, with catch-up from the log when the live flow has holes."""
+
+    # A persistent channel keeps retrying while NATS is away instead of giving up on its members.
+    persistent = False
 
     def __init__(self, hub: Hub, subject: str, covered_from: int) -> None:
         self.hub = hub
@@ -269,35 +114,43 @@ class Channel:
         return self._members
 
     def _complete_join(self, connection: Connection, after: int) -> None:
-        if connection.closed or self.subject not in connection.channels:
+        subject = self._joined_subject(connection)
+        if connection.closed or subject not in connection.channels:
             connection.release()
             return
         if self.state is State.CLOSED:
             # The last member left between `admit` and now (a join in flight is not a member yet), and that
             # closed the channel: join afresh, else this connection would never hear of the subject again.
-            self.hub.join(connection, self.subject, after)
+            self.hub.join(connection, subject, after)
             connection.release()
             return
         if self.state is not State.READY:
             self.waiting.append((connection, after))
             return
         self._add(connection)
-        for event in self.ring:
-            if event.sequence > after:
-                connection.offer(event, False)
+        for event in self._ring_events(subject, after):
+            connection.offer(event, False)
         if after < self.ring_floor:
-            self.hub.spawn(self._fetch_for(connection, after, self.ring_floor))
+            self.hub.spawn(self._fetch_for(connection, subject, after, self.ring_floor))
         else:
             connection.release()
 
-    async def _fetch_for(self, connection: Connection, after: int, until: int) -> None:
+    def _joined_subject(self, connection: Connection) -> str:
+        """The subject ``connection`` joined this channel under (the user feed serves many)."""
+        return self.subject
+
+    def _ring_events(self, subject: str, after: int) -> list[LiveEvent]:
+        """Recent events a connection joining at ``after`` still needs."""
+        return [event for event in self.ring if event.sequence > after]
+
+    async def _fetch_for(self, connection: Connection, subject: str, after: int, until: int) -> None:
         """The part a joining connection needs that the ring no longer holds."""
         try:
             # A read ends at a sequence of this subject (LogReader.read), but `until` may be the position
             # the channel opened at, which can belong to another subject: with nothing on this subject at or
             # after it, the read would wait for ever. The subject's last sequence bounds it then.
-            last = await self.hub.reader.last_sequence(self.subject)
-            stored = await self._read(self.subject, after, min(until, last))
+            last = await self.hub.reader.last_sequence(subject)
+            stored = await self._read(subject, after, min(until, last))
             codec = self.hub.codec
             for message in stored:
                 event = decode_event(message, codec)
@@ -348,6 +201,9 @@ class Channel:
         event.repaired = repaired
         self.hub.stats.events += 1
         self._remember(event)
+        self._offer(event, live)
+
+    def _offer(self, event: LiveEvent, live: bool) -> None:
         for member in self._member_list:
             member.offer(event, live)
 
@@ -379,11 +235,12 @@ class Channel:
     async def _run(self, work: Work) -> None:
         """Run one catch-up, retrying while NATS is away; then resume the live flow and release members."""
         try:
-            await _retrying(work, self.hub.unavailable_after)
+            give_up_after = math.inf if self.persistent else self.hub.unavailable_after
+            await _retrying(work, give_up_after)
             # A reconnect during the work: probe before going live, so nothing older follows newer.
             while self._probe_needed and self.state is not State.CLOSED:
                 self._probe_needed = False
-                await _retrying(self._probe, self.hub.unavailable_after)
+                await _retrying(self._probe, give_up_after)
         except UnavailableError:
             # Clients reconnect with their cursor and resume elsewhere or later; nothing is lost.
             log.warning("edge.channel_unavailable", subject=self.subject)
@@ -415,6 +272,13 @@ class Channel:
             self._complete_join(connection, after)
 
     async def _open(self) -> None:
+        await self._subscribe()
+        until = await self.hub.reader.last_sequence(self.subject)
+        for message in await self._read(self.subject, self.covered_from, until):
+            self._emit(message)
+
+    async def _subscribe(self) -> None:
+        """Subscribe to the live subject, once; when this returns, everything stored later arrives live."""
         if self.subscription is None:
             try:
                 subscription = await subscribe_in_wire_order(
@@ -428,9 +292,6 @@ class Channel:
                 await self.hub.nats.client.flush()
             except (nats.errors.Error, TimeoutError) as exc:
                 raise UnavailableError(f"cannot subscribe to {self.subject}") from exc
-        until = await self.hub.reader.last_sequence(self.subject)
-        for message in await self._read(self.subject, self.covered_from, until):
-            self._emit(message)
 
     async def _repair(self, subject: str, after: int, until: int) -> None:
         self.hub.stats.gap_repairs += 1

@@ -32,7 +32,7 @@ from userstream.permissions import may_read_entity, may_read_public
 from userstream.policy import Policy
 
 if TYPE_CHECKING:
-    from userstream.edge.channels import Hub
+    from userstream.edge.hub import Hub
 
 _ids = itertools.count(1)
 # A catch-up tops up the writer's queue to this fraction of the queue limit each time it takes.

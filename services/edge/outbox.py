@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from litestar.types import Send
 
 if TYPE_CHECKING:
-    from userstream.edge.channels import Hub
+    from userstream.edge.hub import Hub
 
 
 class Outbox:

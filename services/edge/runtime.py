@@ -12,10 +12,10 @@ from userstream.coalesce import Coalescer
 from userstream.cursor import Cursor, LogBounds, Position, parse_cursor
 from userstream.edge import sse
 from userstream.edge._log_identity import LogIdentityWatch
-from userstream.edge.channels import Hub
 from userstream.edge.connection import Connection
 from userstream.edge.errors import UnavailableHTTPError
 from userstream.edge.expiry import ExpiryWheel
+from userstream.edge.hub import Hub
 from userstream.edge.registry import StreamRegistry
 from userstream.edge.settings import EdgeSettings
 from userstream.errors import FailedPreconditionError, UnavailableError, UserstreamError
@@ -227,6 +227,7 @@ class EdgeRuntime:
         await self.log.open()
         await self._identity.start()
         await self.hub.watch_leader_changes(self.log.stream)
+        self.hub.open_user_feed()
 
     def _log_recreated(self, old_log_id: int, log_id: int) -> None:
         """Every open stream holds cursors of the old log: end them; on reconnect they are told to refetch."""

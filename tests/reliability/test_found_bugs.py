@@ -106,7 +106,8 @@ async def test_a_channel_that_cannot_catch_up_delivers_nothing_past_what_it_miss
     other channels had buffered - events after the ones the failed channel never fetched. alice's revocation
     was missed on user.alice and acme's next page reached her; her client then resumed after both, so the
     revocation was lost for good and acme kept flowing to her. Found by the long soak under CPU starvation,
-    where log reads timed out; here the read of alice's user subject fails on purpose."""
+    where log reads timed out; here the read of acme's channel fails on purpose (alice's own subject now
+    comes from the worker's user feed, in memory)."""
     stack = await start_stack(nats_server.url, edge_env={"NATS_REQUEST_TIMEOUT": "0.3"})
     try:
         await stack.acl.grant_membership("alice", "acme", "member")
@@ -116,12 +117,12 @@ async def test_a_channel_that_cannot_catch_up_delivers_nothing_past_what_it_miss
         reader = stack.edge.runtime.reader
         read = reader.read
 
-        async def user_subject_unreachable(subject: str, after: int, until: int) -> list[StoredMessage]:
-            if subject == "user.alice":
-                raise UnavailableError("injected: the log does not answer for user.alice")
+        async def org_subject_unreachable(subject: str, after: int, until: int) -> list[StoredMessage]:
+            if subject == "org.acme":
+                raise UnavailableError("injected: the log does not answer for org.acme")
             return await read(subject, after, until)
 
-        reader.read = user_subject_unreachable  # type: ignore[method-assign]  # fault injection at the log's edge
+        reader.read = org_subject_unreachable  # type: ignore[method-assign]  # fault injection at the log's edge
         alice = await stack.stream("alice", last_event_id=before)
         try:
             events = await alice.read_to_end(timeout=10)

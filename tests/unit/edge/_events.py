@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from userstream.cursor import CursorCodec
-from userstream.edge.channels import HubStats
 from userstream.edge.connection import Connection
 from userstream.edge.events import LiveEvent, decode_event
+from userstream.edge.hub import HubStats
 from userstream.eventlog.reader import StoredMessage
 from userstream.eventlog.subjects import org_subject, user_subject
 from userstream.events import ActivityInput, Limits, encode_body, validate_activity

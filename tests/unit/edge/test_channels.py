@@ -7,8 +7,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from userstream.edge.channels import Hub, State
+from userstream.edge.channels import State
 from userstream.edge.connection import Connection
+from userstream.edge.hub import Hub
 from userstream.eventlog.reader import StoredMessage
 from userstream.eventlog.subjects import LAST_SEQUENCE_HEADER, SEQUENCE_HEADER, SUBJECT_HEADER, org_subject
 from userstream.policy import default_policy
