@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from userstream.edge.errors import UnauthorizedError
-from userstream.tokens import Principal, TokenError, verify_token
+from userstream.tokens import Principal, TokenError, TokenVerifier
 
 COOKIE_NAME = "userstream_token"
 QUERY_PARAMETER = "access_token"
 
 
-def authenticate(authorization: str | None, cookie: str | None, query: str | None, secret: str) -> Principal:
+def authenticate(
+    authorization: str | None, cookie: str | None, query: str | None, verifier: TokenVerifier
+) -> Principal:
     """The verified principal, taking the token by precedence: header, then cookie, then query."""
     try:
-        return verify_token(_find_token(authorization, cookie, query), secret)
+        return verifier.verify(_find_token(authorization, cookie, query))
     except TokenError as error:
         raise UnauthorizedError(str(error)) from None
 

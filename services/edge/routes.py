@@ -52,7 +52,7 @@ async def me_stream(request: AnyRequest, runtime: NamedDependency[EdgeRuntime]) 
         request.headers.get("authorization"),
         request.cookies.get(COOKIE_NAME),
         request.query_params.get(QUERY_PARAMETER),
-        runtime.settings.jwt_secret,
+        runtime.tokens,
     )
     start = read_start(request)
     return _respond(runtime, await runtime.open_stream(principal, start))

@@ -26,7 +26,7 @@ from userstream.nats_connection import NatsConnection
 from userstream.permissions import SYSTEM_USER
 from userstream.rpc.acl import AclClient
 from userstream.rpc.channel import is_serving
-from userstream.tokens import Principal
+from userstream.tokens import Principal, TokenVerifier
 
 log = structlog.get_logger("userstream.edge")
 
@@ -66,6 +66,7 @@ class EdgeRuntime:
         self._bounds = Coalescer(self.log.bounds)
         self._identity = LogIdentityWatch(self.nats, self.log, self._log_recreated)
         self._expiry = ExpiryWheel()
+        self.tokens = TokenVerifier(settings.jwt_secret)
         self.draining = False
         self.acl_reachable = False
         self._tasks: list[asyncio.Task[None]] = []

@@ -13,9 +13,10 @@ from userstream.edge.auth import authenticate
 from userstream.edge.errors import BadRequestError, TooManyStreamsError, UnauthorizedError, UnavailableHTTPError
 from userstream.edge.registry import StreamRegistry
 from userstream.edge.routes import _parse_start
-from userstream.tokens import issue_token
+from userstream.tokens import TokenVerifier, issue_token
 
 SECRET = "unit-test-secret-long-enough-for-hs256"
+VERIFIER = TokenVerifier(SECRET)
 
 
 @pytest.mark.parametrize(
@@ -40,10 +41,10 @@ def test_malformed_start_positions_are_bad_requests(text: str) -> None:
 
 def test_token_precedence_header_then_cookie_then_query() -> None:
     alice, bob, carol = (issue_token(user, SECRET, 60) for user in ("alice", "bob", "carol"))
-    assert authenticate(f"Bearer {alice}", bob, carol, SECRET).user_id == "alice"
-    assert authenticate(None, bob, carol, SECRET).user_id == "bob"
-    assert authenticate(None, None, carol, SECRET).user_id == "carol"
-    assert authenticate(f"bearer  {alice} ", None, None, SECRET).user_id == "alice"
+    assert authenticate(f"Bearer {alice}", bob, carol, VERIFIER).user_id == "alice"
+    assert authenticate(None, bob, carol, VERIFIER).user_id == "bob"
+    assert authenticate(None, None, carol, VERIFIER).user_id == "carol"
+    assert authenticate(f"bearer  {alice} ", None, None, VERIFIER).user_id == "alice"
 
 
 @pytest.mark.parametrize(
@@ -52,12 +53,12 @@ def test_token_precedence_header_then_cookie_then_query() -> None:
 )
 def test_missing_or_malformed_credentials(authorization: str | None, cookie: str | None, query: str | None) -> None:
     with pytest.raises(UnauthorizedError):
-        authenticate(authorization, cookie, query, SECRET)
+        authenticate(authorization, cookie, query, VERIFIER)
 
 
 def test_expiry_is_reported_in_the_principal() -> None:
     now = time.time()
-    principal = authenticate(f"Bearer {issue_token('alice', SECRET, 120, now=now)}", None, None, SECRET)
+    principal = authenticate(f"Bearer {issue_token('alice', SECRET, 120, now=now)}", None, None, VERIFIER)
     assert principal.expires_at == int(now + 120)
 
 
