@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -76,6 +77,33 @@ class SubjectQueries:
             if position > head:
                 raise CursorRefusedError(CURSOR_UNKNOWN, f"position {position} is ahead of the log's head {head}")
         return self._at(user_id, position)
+
+    async def get_subjects(self, requests: Sequence[tuple[str, str]]) -> list[Subject | CursorRefusedError]:
+        """``get_subject`` for each (user id, at_cursor), in order; a refused cursor is that item's answer.
+
+        Every item is validated first (INVALID_ARGUMENT names ``requests[i]``); the
+        items share the log barrier that ``now`` and new cursors need.
+        """
+        if len(requests) > self._max_items:
+            raise InvalidArgumentError("requests", f"holds {len(requests)} items; at most {self._max_items}")
+        for index, (user_id, at_cursor) in enumerate(requests):
+            try:
+                require_id(user_id, "user_id")
+                if at_cursor not in (LATEST, NOW):
+                    self._position_of(at_cursor)
+            except InvalidArgumentError as error:
+                raise error.within(f"requests[{index}]") from None
+            except CursorRefusedError:
+                pass  # answered per item below
+        answers = await asyncio.gather(
+            *(self.get_subject(user_id, at_cursor) for user_id, at_cursor in requests), return_exceptions=True
+        )
+        results: list[Subject | CursorRefusedError] = []
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(answer, CursorRefusedError):
+                raise answer
+            results.append(answer)
+        return results
 
     def check_access(self, user_id: str, items: Sequence[AccessItem]) -> list[bool]:
         """One answer per item, from the latest state (CONTRACT §4 via ``userstream.permissions``)."""

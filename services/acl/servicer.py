@@ -9,7 +9,7 @@ from userstream.acl.readiness import Readiness
 from userstream.acl.system_roles import SystemRoles
 from userstream.proto.acl.v1 import acl_pb2 as pb
 from userstream.proto.acl.v1 import acl_pb2_grpc as pb_grpc
-from userstream.rpc.acl import membership_change_to_pb, subject_to_pb
+from userstream.rpc.acl import membership_change_to_pb, subject_result_to_pb, subject_to_pb
 from userstream.rpc.server import Context
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AclService"].full_name
@@ -26,6 +26,12 @@ class AclServicer(pb_grpc.AclServiceServicer):
 
     async def GetSubject(self, request: pb.GetSubjectRequest, context: Context) -> pb.Subject:  # noqa: N802
         return subject_to_pb(await self._queries.get_subject(request.user_id, request.at_cursor))
+
+    async def GetSubjects(  # noqa: N802  # gRPC method name
+        self, request: pb.GetSubjectsRequest, context: Context
+    ) -> pb.GetSubjectsResponse:
+        answers = await self._queries.get_subjects([(item.user_id, item.at_cursor) for item in request.requests])
+        return pb.GetSubjectsResponse(results=[subject_result_to_pb(answer) for answer in answers])
 
     async def CheckAccess(  # noqa: N802  # gRPC method name
         self, request: pb.CheckAccessRequest, context: Context

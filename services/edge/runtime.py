@@ -12,6 +12,7 @@ from userstream.coalesce import Coalescer
 from userstream.cursor import Cursor, LogBounds, Position, parse_cursor
 from userstream.edge import sse
 from userstream.edge._log_identity import LogIdentityWatch
+from userstream.edge.acl_batcher import SubjectBatcher
 from userstream.edge.connection import Connection
 from userstream.edge.errors import UnavailableHTTPError
 from userstream.edge.expiry import ExpiryWheel
@@ -67,6 +68,7 @@ class EdgeRuntime:
         self._identity = LogIdentityWatch(self.nats, self.log, self._log_recreated)
         self._expiry = ExpiryWheel()
         self.tokens = TokenVerifier(settings.jwt_secret)
+        self._subjects = SubjectBatcher(self.acl)
         self.draining = False
         self.acl_reachable = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -154,9 +156,7 @@ class EdgeRuntime:
             subjects = [PUBLIC_SUBJECT]
         else:
             try:
-                subject = await self.acl.get_subject(
-                    principal.user_id, at_cursor=str(requested) if requested else "now"
-                )
+                subject = await self._subjects.get_subject(principal.user_id, str(requested) if requested else "now")
             except CursorRefusedError as refused:
                 return Opened(refetch_reason=refused.reason)
             except FailedPreconditionError:

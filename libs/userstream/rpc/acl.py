@@ -8,12 +8,12 @@ cursor acl cannot answer for raises ``CursorRefusedError`` (its ``reason`` is th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import grpc
 
-from userstream.acl_state.subject import CursorRefusedError, MembershipChange, Subject
+from userstream.acl_state.subject import CURSOR_UNKNOWN, CursorRefusedError, MembershipChange, Subject
 from userstream.errors import FailedPreconditionError
 from userstream.permissions import READ
 from userstream.proto.acl.v1 import acl_pb2 as pb
@@ -61,6 +61,18 @@ def membership_change_from_pb(message: pb.MembershipChange) -> MembershipChange:
     return MembershipChange(membership.user_id, membership.organization_id, membership.role, message.cursor)
 
 
+def subject_result_to_pb(answer: Subject | CursorRefusedError) -> pb.SubjectResult:
+    if isinstance(answer, CursorRefusedError):
+        return pb.SubjectResult(refusal=str(answer))
+    return pb.SubjectResult(subject=subject_to_pb(answer))
+
+
+def subject_result_from_pb(message: pb.SubjectResult) -> Subject | CursorRefusedError:
+    if message.HasField("subject"):
+        return subject_from_pb(message.subject)
+    return CursorRefusedError.from_message(message.refusal) or CursorRefusedError(CURSOR_UNKNOWN, message.refusal)
+
+
 class AclClient:
     """Calls the acl service. Errors arrive as domain errors (``userstream.errors``)."""
 
@@ -77,6 +89,14 @@ class AclClient:
         except FailedPreconditionError as exc:
             raise CursorRefusedError.from_message(str(exc)) or exc from exc.__cause__
         return subject_from_pb(response)
+
+    async def get_subjects(self, requests: Sequence[tuple[str, str]]) -> list[Subject | CursorRefusedError]:
+        """Several ``get_subject`` questions (user id, at_cursor) in one call; a refused cursor is its answer."""
+        request = pb.GetSubjectsRequest(
+            requests=[pb.GetSubjectRequest(user_id=user_id, at_cursor=at_cursor) for user_id, at_cursor in requests]
+        )
+        response = await call(self._stub.GetSubjects(request, timeout=self._timeout))
+        return [subject_result_from_pb(result) for result in response.results]
 
     async def check_access(self, user_id: str, items: Iterable[AccessQuestion]) -> list[bool]:
         request = pb.CheckAccessRequest(

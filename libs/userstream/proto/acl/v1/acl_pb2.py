@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1buserstream/acl/v1/acl.proto\x12\x11userstream.acl.v1\"D\n\nMembership\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"7\n\x11GetSubjectRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tat_cursor\x18\x02 \x01(\t\"s\n\x07Subject\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0bsystem_role\x18\x02 \x01(\t\x12\x32\n\x0bmemberships\x18\x03 \x03(\x0b\x32\x1d.userstream.acl.v1.Membership\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\t\"\xa6\x01\n\x12\x43heckAccessRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x39\n\x05items\x18\x02 \x03(\x0b\x32*.userstream.acl.v1.CheckAccessRequest.Item\x1a\x44\n\x04Item\x12\x13\n\x0b\x65ntity_type\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\"&\n\x13\x43heckAccessResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x03(\x08\"P\n\x16GrantMembershipRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"Q\n\x17UpdateMembershipRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"C\n\x17RevokeMembershipRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\"U\n\x10MembershipChange\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.userstream.acl.v1.Membership\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"<\n\x14SetSystemRoleRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0bsystem_role\x18\x02 \x01(\t\"=\n\x15SetSystemRoleResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0bsystem_role\x18\x02 \x01(\t2\xcb\x04\n\nAclService\x12N\n\nGetSubject\x12$.userstream.acl.v1.GetSubjectRequest\x1a\x1a.userstream.acl.v1.Subject\x12\\\n\x0b\x43heckAccess\x12%.userstream.acl.v1.CheckAccessRequest\x1a&.userstream.acl.v1.CheckAccessResponse\x12\x61\n\x0fGrantMembership\x12).userstream.acl.v1.GrantMembershipRequest\x1a#.userstream.acl.v1.MembershipChange\x12\x63\n\x10UpdateMembership\x12*.userstream.acl.v1.UpdateMembershipRequest\x1a#.userstream.acl.v1.MembershipChange\x12\x63\n\x10RevokeMembership\x12*.userstream.acl.v1.RevokeMembershipRequest\x1a#.userstream.acl.v1.MembershipChange\x12\x62\n\rSetSystemRole\x12\'.userstream.acl.v1.SetSystemRoleRequest\x1a(.userstream.acl.v1.SetSystemRoleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1buserstream/acl/v1/acl.proto\x12\x11userstream.acl.v1\"D\n\nMembership\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"7\n\x11GetSubjectRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tat_cursor\x18\x02 \x01(\t\"s\n\x07Subject\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0bsystem_role\x18\x02 \x01(\t\x12\x32\n\x0bmemberships\x18\x03 \x03(\x0b\x32\x1d.userstream.acl.v1.Membership\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\t\"L\n\x12GetSubjectsRequest\x12\x36\n\x08requests\x18\x01 \x03(\x0b\x32$.userstream.acl.v1.GetSubjectRequest\"H\n\x13GetSubjectsResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .userstream.acl.v1.SubjectResult\"[\n\rSubjectResult\x12-\n\x07subject\x18\x01 \x01(\x0b\x32\x1a.userstream.acl.v1.SubjectH\x00\x12\x11\n\x07refusal\x18\x02 \x01(\tH\x00\x42\x08\n\x06result\"\xa6\x01\n\x12\x43heckAccessRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x39\n\x05items\x18\x02 \x03(\x0b\x32*.userstream.acl.v1.CheckAccessRequest.Item\x1a\x44\n\x04Item\x12\x13\n\x0b\x65ntity_type\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\"&\n\x13\x43heckAccessResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x03(\x08\"P\n\x16GrantMembershipRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"Q\n\x17UpdateMembershipRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"C\n\x17RevokeMembershipRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\"U\n\x10MembershipChange\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.userstream.acl.v1.Membership\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"<\n\x14SetSystemRoleRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0bsystem_role\x18\x02 \x01(\t\"=\n\x15SetSystemRoleResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0bsystem_role\x18\x02 \x01(\t2\xa9\x05\n\nAclService\x12N\n\nGetSubject\x12$.userstream.acl.v1.GetSubjectRequest\x1a\x1a.userstream.acl.v1.Subject\x12\\\n\x0bGetSubjects\x12%.userstream.acl.v1.GetSubjectsRequest\x1a&.userstream.acl.v1.GetSubjectsResponse\x12\\\n\x0b\x43heckAccess\x12%.userstream.acl.v1.CheckAccessRequest\x1a&.userstream.acl.v1.CheckAccessResponse\x12\x61\n\x0fGrantMembership\x12).userstream.acl.v1.GrantMembershipRequest\x1a#.userstream.acl.v1.MembershipChange\x12\x63\n\x10UpdateMembership\x12*.userstream.acl.v1.UpdateMembershipRequest\x1a#.userstream.acl.v1.MembershipChange\x12\x63\n\x10RevokeMembership\x12*.userstream.acl.v1.RevokeMembershipRequest\x1a#.userstream.acl.v1.MembershipChange\x12\x62\n\rSetSystemRole\x12\'.userstream.acl.v1.SetSystemRoleRequest\x1a(.userstream.acl.v1.SetSystemRoleResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,24 +38,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSUBJECTREQUEST']._serialized_end=175
   _globals['_SUBJECT']._serialized_start=177
   _globals['_SUBJECT']._serialized_end=292
-  _globals['_CHECKACCESSREQUEST']._serialized_start=295
-  _globals['_CHECKACCESSREQUEST']._serialized_end=461
-  _globals['_CHECKACCESSREQUEST_ITEM']._serialized_start=393
-  _globals['_CHECKACCESSREQUEST_ITEM']._serialized_end=461
-  _globals['_CHECKACCESSRESPONSE']._serialized_start=463
-  _globals['_CHECKACCESSRESPONSE']._serialized_end=501
-  _globals['_GRANTMEMBERSHIPREQUEST']._serialized_start=503
-  _globals['_GRANTMEMBERSHIPREQUEST']._serialized_end=583
-  _globals['_UPDATEMEMBERSHIPREQUEST']._serialized_start=585
-  _globals['_UPDATEMEMBERSHIPREQUEST']._serialized_end=666
-  _globals['_REVOKEMEMBERSHIPREQUEST']._serialized_start=668
-  _globals['_REVOKEMEMBERSHIPREQUEST']._serialized_end=735
-  _globals['_MEMBERSHIPCHANGE']._serialized_start=737
-  _globals['_MEMBERSHIPCHANGE']._serialized_end=822
-  _globals['_SETSYSTEMROLEREQUEST']._serialized_start=824
-  _globals['_SETSYSTEMROLEREQUEST']._serialized_end=884
-  _globals['_SETSYSTEMROLERESPONSE']._serialized_start=886
-  _globals['_SETSYSTEMROLERESPONSE']._serialized_end=947
-  _globals['_ACLSERVICE']._serialized_start=950
-  _globals['_ACLSERVICE']._serialized_end=1537
+  _globals['_GETSUBJECTSREQUEST']._serialized_start=294
+  _globals['_GETSUBJECTSREQUEST']._serialized_end=370
+  _globals['_GETSUBJECTSRESPONSE']._serialized_start=372
+  _globals['_GETSUBJECTSRESPONSE']._serialized_end=444
+  _globals['_SUBJECTRESULT']._serialized_start=446
+  _globals['_SUBJECTRESULT']._serialized_end=537
+  _globals['_CHECKACCESSREQUEST']._serialized_start=540
+  _globals['_CHECKACCESSREQUEST']._serialized_end=706
+  _globals['_CHECKACCESSREQUEST_ITEM']._serialized_start=638
+  _globals['_CHECKACCESSREQUEST_ITEM']._serialized_end=706
+  _globals['_CHECKACCESSRESPONSE']._serialized_start=708
+  _globals['_CHECKACCESSRESPONSE']._serialized_end=746
+  _globals['_GRANTMEMBERSHIPREQUEST']._serialized_start=748
+  _globals['_GRANTMEMBERSHIPREQUEST']._serialized_end=828
+  _globals['_UPDATEMEMBERSHIPREQUEST']._serialized_start=830
+  _globals['_UPDATEMEMBERSHIPREQUEST']._serialized_end=911
+  _globals['_REVOKEMEMBERSHIPREQUEST']._serialized_start=913
+  _globals['_REVOKEMEMBERSHIPREQUEST']._serialized_end=980
+  _globals['_MEMBERSHIPCHANGE']._serialized_start=982
+  _globals['_MEMBERSHIPCHANGE']._serialized_end=1067
+  _globals['_SETSYSTEMROLEREQUEST']._serialized_start=1069
+  _globals['_SETSYSTEMROLEREQUEST']._serialized_end=1129
+  _globals['_SETSYSTEMROLERESPONSE']._serialized_start=1131
+  _globals['_SETSYSTEMROLERESPONSE']._serialized_end=1192
+  _globals['_ACLSERVICE']._serialized_start=1195
+  _globals['_ACLSERVICE']._serialized_end=1876
 # @@protoc_insertion_point(module_scope)

@@ -42,6 +42,11 @@ class AclServiceStub:
                 request_serializer=userstream_dot_acl_dot_v1_dot_acl__pb2.GetSubjectRequest.SerializeToString,
                 response_deserializer=userstream_dot_acl_dot_v1_dot_acl__pb2.Subject.FromString,
                 _registered_method=True)
+        self.GetSubjects = channel.unary_unary(
+                '/userstream.acl.v1.AclService/GetSubjects',
+                request_serializer=userstream_dot_acl_dot_v1_dot_acl__pb2.GetSubjectsRequest.SerializeToString,
+                response_deserializer=userstream_dot_acl_dot_v1_dot_acl__pb2.GetSubjectsResponse.FromString,
+                _registered_method=True)
         self.CheckAccess = channel.unary_unary(
                 '/userstream.acl.v1.AclService/CheckAccess',
                 request_serializer=userstream_dot_acl_dot_v1_dot_acl__pb2.CheckAccessRequest.SerializeToString,
@@ -76,6 +81,14 @@ class AclServiceServicer:
 
     def GetSubject(self, request, context):
         """A user's system role and memberships, with the log position they reflect.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSubjects(self, request, context):
+        """Extension: several GetSubject questions in one call, answered in order. The edge
+        batches the connects of one moment (a reconnect storm) into one call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,6 +136,11 @@ def add_AclServiceServicer_to_server(servicer, server):
                     servicer.GetSubject,
                     request_deserializer=userstream_dot_acl_dot_v1_dot_acl__pb2.GetSubjectRequest.FromString,
                     response_serializer=userstream_dot_acl_dot_v1_dot_acl__pb2.Subject.SerializeToString,
+            ),
+            'GetSubjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSubjects,
+                    request_deserializer=userstream_dot_acl_dot_v1_dot_acl__pb2.GetSubjectsRequest.FromString,
+                    response_serializer=userstream_dot_acl_dot_v1_dot_acl__pb2.GetSubjectsResponse.SerializeToString,
             ),
             'CheckAccess': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckAccess,
@@ -179,6 +197,33 @@ class AclService:
             '/userstream.acl.v1.AclService/GetSubject',
             userstream_dot_acl_dot_v1_dot_acl__pb2.GetSubjectRequest.SerializeToString,
             userstream_dot_acl_dot_v1_dot_acl__pb2.Subject.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSubjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/userstream.acl.v1.AclService/GetSubjects',
+            userstream_dot_acl_dot_v1_dot_acl__pb2.GetSubjectsRequest.SerializeToString,
+            userstream_dot_acl_dot_v1_dot_acl__pb2.GetSubjectsResponse.FromString,
             options,
             channel_credentials,
             insecure,

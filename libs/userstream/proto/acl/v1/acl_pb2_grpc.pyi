@@ -38,6 +38,10 @@ class AclServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AclServiceAsyncStub: ...
     GetSubject: _grpc.UnaryUnaryMultiCallable[_acl_pb2.GetSubjectRequest, _acl_pb2.Subject]
     """A user's system role and memberships, with the log position they reflect."""
+    GetSubjects: _grpc.UnaryUnaryMultiCallable[_acl_pb2.GetSubjectsRequest, _acl_pb2.GetSubjectsResponse]
+    """Extension: several GetSubject questions in one call, answered in order. The edge
+    batches the connects of one moment (a reconnect storm) into one call.
+    """
     CheckAccess: _grpc.UnaryUnaryMultiCallable[_acl_pb2.CheckAccessRequest, _acl_pb2.CheckAccessResponse]
     """Decides a batch of (entity type, organization, action) questions for one user."""
     GrantMembership: _grpc.UnaryUnaryMultiCallable[_acl_pb2.GrantMembershipRequest, _acl_pb2.MembershipChange]
@@ -58,6 +62,10 @@ class AclServiceAsyncStub(AclServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetSubject: _aio.UnaryUnaryMultiCallable[_acl_pb2.GetSubjectRequest, _acl_pb2.Subject]  # type: ignore[assignment]
     """A user's system role and memberships, with the log position they reflect."""
+    GetSubjects: _aio.UnaryUnaryMultiCallable[_acl_pb2.GetSubjectsRequest, _acl_pb2.GetSubjectsResponse]  # type: ignore[assignment]
+    """Extension: several GetSubject questions in one call, answered in order. The edge
+    batches the connects of one moment (a reconnect storm) into one call.
+    """
     CheckAccess: _aio.UnaryUnaryMultiCallable[_acl_pb2.CheckAccessRequest, _acl_pb2.CheckAccessResponse]  # type: ignore[assignment]
     """Decides a batch of (entity type, organization, action) questions for one user."""
     GrantMembership: _aio.UnaryUnaryMultiCallable[_acl_pb2.GrantMembershipRequest, _acl_pb2.MembershipChange]  # type: ignore[assignment]
@@ -81,6 +89,16 @@ class AclServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_acl_pb2.Subject, _abc.Awaitable[_acl_pb2.Subject]]:
         """A user's system role and memberships, with the log position they reflect."""
+
+    @_abc_1.abstractmethod
+    def GetSubjects(
+        self,
+        request: _acl_pb2.GetSubjectsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_acl_pb2.GetSubjectsResponse, _abc.Awaitable[_acl_pb2.GetSubjectsResponse]]:
+        """Extension: several GetSubject questions in one call, answered in order. The edge
+        batches the connects of one moment (a reconnect storm) into one call.
+        """
 
     @_abc_1.abstractmethod
     def CheckAccess(
