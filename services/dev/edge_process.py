@@ -10,20 +10,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import ipaddress
-import signal
 import sys
 from collections.abc import Sequence
 
-import uvicorn
 from userstream.dev.demo import catalogue
 from userstream.dev.settings import HOST, DevSettings
 from userstream.edge.app import create_app
+from userstream.edge.server import serve
 from userstream.edge.settings import DEFAULT_PORT, DevToolsSettings, EdgeSettings
 from userstream.logging import configure_logging
 from userstream.settings import Env, SettingsError
 
 # Streams are drained by the app before uvicorn stops; this bounds whatever is left.
-_GRACEFUL_SHUTDOWN = 2
 
 
 def is_loopback(host: str) -> bool:
@@ -59,19 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         parser.exit(2, f"dev edge: error: {error}\n")
     configure_logging(settings.logging, "edge")
-    # uvicorn re-raises the stopping signal after a graceful stop; exit 0 for it instead.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN,
-    )
+    serve(create_app(settings), settings)
     return 0
 
 

@@ -16,10 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import signal
-    import sys
-
-    import uvicorn
+    from userstream.edge.server import serve
     from userstream.edge.settings import EdgeSettings
     from userstream.logging import configure_logging
 
@@ -28,23 +25,5 @@ def run(args: argparse.Namespace) -> int:
         os.environ["USERSTREAM_NATS_URL"] = args.nats_url
     settings = EdgeSettings.load(host=args.host, port=args.port, workers=args.workers)
     configure_logging(settings.logging, "edge")
-    # uvicorn re-raises the stopping signal after a graceful stop; exit 0 for it instead.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(
-        "userstream.edge.server:app_from_environment",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        # The edge never reads client addresses; the middleware would cost every request and write.
-        proxy_headers=False,
-        log_config=None,
-        # Streams are drained by the app before uvicorn stops; this bounds whatever is left.
-        timeout_graceful_shutdown=2,
-        backlog=4096,
-    )
+    serve("userstream.edge.server:app_from_environment", settings)
     return 0
