@@ -32,8 +32,6 @@ from userstream.tokens import Principal, TokenVerifier
 log = structlog.get_logger("userstream.edge")
 
 PUBLIC_SUBJECT = ORG_PREFIX + "*"
-_ACL_HEALTH_INTERVAL = 2.0
-_SHUTDOWN_RETRY_SPREAD_MS = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +96,8 @@ class EdgeRuntime:
         log.info("edge.draining", streams=count, window=self.settings.drain_timeout)
         base = self.settings.retry_ms
         for connection in list(self.registry.connections):
-            connection.close("shutdown", retry_ms=random.randint(base, base + _SHUTDOWN_RETRY_SPREAD_MS))  # noqa: S311  # jitter, not security
+            jittered = random.randint(base, base + self.settings.shutdown_retry_spread_ms)  # noqa: S311  # not security
+            connection.close("shutdown", retry_ms=jittered)
         try:
             await asyncio.wait_for(self.registry.writers_finished(), self.settings.drain_timeout)
         except TimeoutError:
@@ -249,4 +248,4 @@ class EdgeRuntime:
             if reachable != self.acl_reachable:
                 log.info("edge.acl_reachable" if reachable else "edge.acl_unreachable", address=self.settings.acl_addr)
             self.acl_reachable = reachable
-            await asyncio.sleep(_ACL_HEALTH_INTERVAL)
+            await asyncio.sleep(self.settings.acl_health_interval)

@@ -68,6 +68,10 @@ class EdgeSettings:
     cors_origins: tuple[str, ...] = ()
     # Seconds a Retry-After header asks clients to wait when the edge cannot serve them.
     retry_after: int = 2
+    # Seconds between checks that acl answers (for /readyz).
+    acl_health_interval: float = 2.0
+    # Milliseconds of jitter added to `retry:` when SIGTERM ends the streams, so clients return spread out.
+    shutdown_retry_spread_ms: int = 5000
     # The dev-only API and demo page; None (always, outside `userstream dev`) leaves them unmounted.
     devtools: DevToolsSettings | None = None
 
@@ -108,4 +112,6 @@ class EdgeSettings:
             channel_ring_size=env.integer("CHANNEL_RING_SIZE", cls.channel_ring_size, minimum=0),
             cors_origins=origins,
             retry_after=env.integer("RETRY_AFTER", cls.retry_after, minimum=1),
+            acl_health_interval=env.number("ACL_HEALTH_INTERVAL", cls.acl_health_interval, minimum=0.05),
+            shutdown_retry_spread_ms=env.integer("SHUTDOWN_RETRY_SPREAD_MS", cls.shutdown_retry_spread_ms, minimum=0),
         )
