@@ -75,9 +75,11 @@ def run(args: argparse.Namespace) -> int:
     # httpx logs every readiness probe at info level.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     status = asyncio.run(DevStack(settings).run())
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # The reader of our output went first (a pipe, then Ctrl-C): no noise at exit, same status.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            # The reader of our output went first (`dev 2>&1 | tee`, then Ctrl-C): Python would
+            # fail its own flush at exit (status 120); no noise, same status.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
     return status
