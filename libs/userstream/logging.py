@@ -8,11 +8,12 @@ can carry credentials, and credential-shaped text anywhere (JWTs, bearer values,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -60,6 +61,27 @@ def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
     return event
 
 
+class _QuietOnClosedPipe:
+    """stderr for log lines: a reader that went away (`| tee`, then Ctrl-C) must not turn a log call
+    into an exception in the middle of, say, an orderly shutdown."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
+            return 0
+
+    def flush(self) -> None:
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+
 def configure_logging(settings: LoggingSettings, service: str) -> None:
     """Route structlog and the standard library (uvicorn, grpc, nats) through one renderer."""
     shared: list[structlog.types.Processor] = [
@@ -80,11 +102,11 @@ def configure_logging(settings: LoggingSettings, service: str) -> None:
     structlog.configure(
         processors=[*shared, *final, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_QuietOnClosedPipe(sys.stderr)),  # type: ignore[arg-type]  # a TextIO stand-in
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_QuietOnClosedPipe(sys.stderr))
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
