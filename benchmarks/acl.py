@@ -15,6 +15,9 @@ limits them), in each of several runs, alternating scenarios:
 - ``subject@1000/s`` and ``subject-now@1000/s``: paced at 1,000 calls/s (open
   loop: each call starts on schedule, latency from its scheduled start) —
   p50/p99 (target p99 ≤ 5 ms);
+- ``subjects-now×100``: GetSubjects with 100 ``now`` questions per call, as the
+  edge batches one moment's connects — subjects/s (compared with the same
+  5,000/s);
 - ``health`` (baseline, no target): the standard health check on the same
   server — what this gRPC stack and machine allow for a call that does nothing.
 
@@ -63,9 +66,11 @@ TARGET_P99_MS = 5.0
 MEMBERSHIPS_PER_USER = 5
 ORGANIZATIONS = 200
 CHECK_ITEMS = 100
+BATCH = 100  # questions per GetSubjects call (the edge batches one moment's connects)
 _START_TIMEOUT = 30.0
 _CALL_TIMEOUT = 10.0
 _GET_SUBJECT = "/userstream.acl.v1.AclService/GetSubject"
+_GET_SUBJECTS = "/userstream.acl.v1.AclService/GetSubjects"
 _CHECK_ACCESS = "/userstream.acl.v1.AclService/CheckAccess"
 _HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 _LOAD_BATCH = 500
@@ -96,6 +101,12 @@ def orgs_of(index: int) -> list[str]:
 
 def subject_request(index: int, at_cursor: str) -> bytes:
     return pb.GetSubjectRequest(user_id=user(index), at_cursor=at_cursor).SerializeToString()
+
+
+def subjects_request(indexes: range, at_cursor: str) -> bytes:
+    """GetSubjects with one question per index: what the edge sends for the connects of one moment."""
+    questions = [pb.GetSubjectRequest(user_id=user(index), at_cursor=at_cursor) for index in indexes]
+    return pb.GetSubjectsRequest(requests=questions).SerializeToString()
 
 
 def check_request(index: int) -> bytes:
@@ -388,6 +399,7 @@ def report(results: dict[str, list[Result]], users: int, runs: int, duration: fl
         "check100": ("calls/s", TARGET_CHECK_CALLS_PER_S),
         "subject@rate": ("p99", TARGET_P99_MS),
         "subject-now@rate": ("p99", TARGET_P99_MS),
+        "subjects-now×100": ("subjects/s", TARGET_SUBJECT_CALLS_PER_S),
         "health": ("baseline", 0),
     }
     for name, measured in results.items():
@@ -400,6 +412,9 @@ def report(results: dict[str, list[Result]], users: int, runs: int, duration: fl
             met, wanted = True, "(baseline)"
         elif kind == "calls/s":
             met, wanted = statistics.median(rates) >= target, f"≥ {target:,} calls/s"
+        elif kind == "subjects/s":  # a batch answers BATCH subjects per call
+            rates = [rate * BATCH for rate in rates]
+            met, wanted = statistics.median(rates) >= target, f"≥ {target:,} subjects/s (calls × {BATCH})"
         else:
             met, wanted = p99 <= target, f"p99 ≤ {target} ms"
         ok = ok and met and errors == 0
@@ -430,6 +445,9 @@ async def measure(
     latest = [subject_request(index, "") for index in sample]
     now = [subject_request(index, "now") for index in sample]
     checks = [check_request(index) for index in list(sample)[:200]]
+    batches = [
+        subjects_request(range(start, start + BATCH), "now") for start in range(0, min(users, 20 * BATCH), BATCH)
+    ]
     health = [health_pb2.HealthCheckRequest().SerializeToString()]
     address = stack.acl_address
     scenarios: dict[str, Callable[[], object]] = {
@@ -438,6 +456,9 @@ async def measure(
         "check100": lambda: closed_loop_clients(pool, clients, address, _CHECK_ACCESS, checks, concurrency, duration),
         "subject@rate": lambda: paced(address, _GET_SUBJECT, latest, rate, duration),
         "subject-now@rate": lambda: paced(address, _GET_SUBJECT, now, rate, duration),
+        "subjects-now×100": lambda: closed_loop_clients(
+            pool, clients, address, _GET_SUBJECTS, batches, concurrency, duration
+        ),
         "health": lambda: closed_loop_clients(pool, clients, address, _HEALTH_CHECK, health, concurrency, duration),
     }
     results: dict[str, list[Result]] = {name: [] for name in scenarios}
