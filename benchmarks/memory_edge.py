@@ -79,7 +79,7 @@ async def _run(args: argparse.Namespace, root: Path) -> str:
             "USERSTREAM_LOG_LEVEL": "warning",
         }
     )
-    app = create_app(EdgeSettings.load(port=0, env=env), handle_signals=False)
+    app = create_app(EdgeSettings.load(port=0, env=env), owns_process=False)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, loop="none", http="httptools", lifespan="on", log_config=None, access_log=False
     )

@@ -10,6 +10,8 @@ from typing import Protocol
 import structlog
 import uvloop
 
+from userstream import gc_tuning
+
 log = structlog.get_logger("userstream.process")
 
 
@@ -37,6 +39,7 @@ async def _serve(make: Callable[[], Service]) -> int:
         log.error("process.start_failed", error=str(error))  # noqa: TRY400  # the message says it all
         await service.stop()
         return 1
+    gc_tuning.tune_after_start()
     await stop.wait()
     log.info("process.stopping")
     await service.stop()

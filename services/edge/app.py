@@ -15,6 +15,7 @@ from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.enums import ScopeType
 from litestar.types import Receive, Scope, Send
+from userstream import gc_tuning
 from userstream.edge.assets import ASSET_ROUTES
 from userstream.edge.errors import EXCEPTION_HANDLERS
 from userstream.edge.metrics import EdgeMetrics
@@ -27,8 +28,12 @@ from userstream.edge.stream_response import TRANSPORT_KEY
 log = structlog.get_logger("userstream.edge")
 
 
-def create_app(settings: EdgeSettings, *, handle_signals: bool = True) -> TransportExposingApp:
-    """The ASGI app of one edge worker. ``handle_signals``: drain on SIGTERM (off when embedded in tests)."""
+def create_app(settings: EdgeSettings, *, owns_process: bool = True) -> TransportExposingApp:
+    """The ASGI app of one edge worker.
+
+    ``owns_process``: the app is the process's (``userstream edge``): drain on SIGTERM and tune the
+    garbage collector once started. Off when embedded in tests.
+    """
 
     parts = _WorkerParts()
 
@@ -39,7 +44,8 @@ def create_app(settings: EdgeSettings, *, handle_signals: bool = True) -> Transp
         app.state.metrics = parts.metrics = EdgeMetrics(runtime)
         runtime.hub.observe_lag = parts.metrics.lag.observe
         await runtime.start()
-        if handle_signals:
+        if owns_process:
+            gc_tuning.tune_after_start()
             _drain_on_sigterm(runtime)
         try:
             yield

@@ -57,7 +57,7 @@ def edge_settings(nats_url: str, acl_addr: str, secret: str, **env: str) -> Edge
 
 
 async def start_edge(settings: EdgeSettings, *, wait_ready: bool = True) -> RunningEdge:
-    app = create_app(settings, handle_signals=False)
+    app = create_app(settings, owns_process=False)
     config = uvicorn.Config(
         app,
         host="127.0.0.1",

@@ -45,7 +45,7 @@ class RestartableStack:
 
 
 async def _serve_on(settings: EdgeSettings, port: int) -> RunningEdge:
-    app = create_app(settings, handle_signals=False)
+    app = create_app(settings, owns_process=False)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, loop="none", lifespan="on", log_config=None, access_log=False
     )
