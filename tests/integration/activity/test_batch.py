@@ -113,3 +113,20 @@ async def test_items_without_created_at_share_the_time_the_batch_arrived(
     await stub.RecordActivities(pb.RecordActivitiesRequest(activities=[page(f"p{i}") for i in range(5)]), timeout=5)
     times = {msgspec.json.decode(message.data)["createdAt"] for message in await stored_messages(nc)}
     assert len(times) == 1
+
+
+async def test_a_request_past_grpcs_message_limit_is_refused_whole_and_the_server_stays_up(
+    stub: pb_grpc.ActivityServiceStub, nc: Client
+) -> None:
+    # Each item is valid (200 KiB of data, under the 256 KiB default); together 5 MB, past gRPC's 4 MiB.
+    big = '{"body":"' + "x" * (200 * 1024) + '"}'
+    batch = [page(f"p{index}", data_json=big) for index in range(25)]
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.RecordActivities(pb.RecordActivitiesRequest(activities=batch), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert await message_count(nc) == 0
+
+    # The same items in calls under the limit are recorded.
+    for start in range(0, 25, 10):
+        await stub.RecordActivities(pb.RecordActivitiesRequest(activities=batch[start : start + 10]), timeout=10)
+    assert await message_count(nc) == 25
