@@ -60,6 +60,8 @@ from userstream.proto.acl.v1 import acl_pb2 as pb
 from userstream.rpc.acl import AclClient, subject_to_pb
 from userstream.rpc.activity import ActivityClient
 
+from benchmarks._stack import cpu_seconds, free_port
+
 TARGET_SUBJECT_CALLS_PER_S = 5_000
 TARGET_CHECK_CALLS_PER_S = 1_000
 TARGET_P99_MS = 5.0
@@ -137,15 +139,6 @@ class Stack:
         return self.processes[-1].pid
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def running_stack(root: Path) -> Iterator[Stack]:
     nats_server = NatsServerProcess(store_dir=root / "nats", log_file=root / "nats.log")
@@ -155,7 +148,7 @@ def running_stack(root: Path) -> Iterator[Stack]:
     environment |= {"USERSTREAM_NATS_URL": nats_server.url, "USERSTREAM_LOG_LEVEL": "warning"}
     try:
         for service in ("activity", "acl"):
-            port = _free_port()
+            port = free_port()
             with (root / f"{service}.log").open("wb") as log_file:
                 stack.processes.append(
                     subprocess.Popen(
@@ -228,12 +221,6 @@ class Result:
     calls: int = 0
     # CPU seconds the acl process (all its threads) spent per answered call: load-independent, unlike calls/s.
     acl_cpu_us_per_call: float = 0.0
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and all its threads, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _raw_method(channel: grpc.aio.Channel, method: str) -> Callable[..., grpc.aio.UnaryUnaryCall[bytes, bytes]]:
@@ -464,9 +451,9 @@ async def measure(
     results: dict[str, list[Result]] = {name: [] for name in scenarios}
     for run in range(runs):
         for name, scenario in scenarios.items():  # alternate: noise hits every scenario alike
-            cpu_before = process_cpu_seconds(stack.acl_pid)
+            cpu_before = cpu_seconds([stack.acl_pid])
             result = await scenario()  # type: ignore[misc]
-            cpu = process_cpu_seconds(stack.acl_pid) - cpu_before
+            cpu = cpu_seconds([stack.acl_pid]) - cpu_before
             result.scenario = name
             result.acl_cpu_us_per_call = cpu / result.calls * 1e6 if result.calls else 0.0
             results[name].append(result)

@@ -25,8 +25,6 @@ import asyncio
 import json
 import multiprocessing
 import multiprocessing.pool
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +34,8 @@ from pathlib import Path
 
 import grpc
 import uvloop
+
+from benchmarks._stack import cpu_seconds, free_port
 
 FLAVOURS = ("aio", "aio-uvloop", "sync-4", "sync-16")
 _METHOD = "/benchmark.Floor/Noop"
@@ -111,28 +111,16 @@ def _load(port: int, duration: float) -> int:
     return uvloop.run(run())
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def measure(flavour: str, clients: int, duration: float, pool: multiprocessing.pool.Pool) -> dict[str, float]:
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "benchmarks.grpc_floor", "--serve", flavour, str(port)])
     try:
         pool.apply(_load, (port, 0.2))  # waits until the server answers, warms the channel
-        before = _cpu_seconds(server.pid)
+        before = cpu_seconds([server.pid])
         started = time.perf_counter()
         calls = sum(pool.starmap(_load, [(port, duration)] * clients))
         elapsed = time.perf_counter() - started
-        cpu = _cpu_seconds(server.pid) - before
+        cpu = cpu_seconds([server.pid]) - before
     finally:
         server.kill()
         server.wait()
