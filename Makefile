@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 .PHONY: install run test test-all lint format typecheck proto proto-check buf-lint buf-breaking bench deploy-tools deploy-check ci clean
 
-$(INSTALLED): pyproject.toml setup.py
+$(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "userstream needs Python >= 3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -38,7 +38,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 typecheck: install
-	$(BIN)/python scripts/typecheck.py
+	$(BIN)/mypy
 
 proto: install
 	$(BIN)/python scripts/gen_protos.py

@@ -17,13 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
+
+from benchmarks._histogram import Histogram
+from benchmarks._population import Population
 from userstream.events import ActivityInput, Limits, encode_body, validate_activity
 from userstream.policy import default_policy
 from userstream.proto.activity.v1 import activity_pb2 as pb
 from userstream.rpc.acl import AclClient
-
-from benchmarks._histogram import Histogram
-from benchmarks._population import Population
 
 EVENT_BYTES = 300
 _RECORD_ACTIVITIES = "/userstream.activity.v1.ActivityService/RecordActivities"

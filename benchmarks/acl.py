@@ -51,6 +51,8 @@ from pathlib import Path
 import grpc
 import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from benchmarks._stack import cpu_seconds, free_port
 from userstream.acl_state import MembershipProjection, Subject
 from userstream.cursor import CursorCodec
 from userstream.embedded_nats import NatsServerProcess
@@ -59,8 +61,6 @@ from userstream.events.model import Action
 from userstream.proto.acl.v1 import acl_pb2 as pb
 from userstream.rpc.acl import AclClient, subject_to_pb
 from userstream.rpc.activity import ActivityClient
-
-from benchmarks._stack import cpu_seconds, free_port
 
 TARGET_SUBJECT_CALLS_PER_S = 5_000
 TARGET_CHECK_CALLS_PER_S = 1_000

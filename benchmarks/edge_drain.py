@@ -29,13 +29,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._stack import SECRET, Backbone, Service, start_edge
+from benchmarks._stream_reader import StreamReader
 from userstream.events import ActivityInput
 from userstream.rpc.acl import AclClient
 from userstream.rpc.activity import ActivityClient
 from userstream.tokens import issue_token
-
-from benchmarks._stack import SECRET, Backbone, Service, start_edge
-from benchmarks._stream_reader import StreamReader
 
 ORGANIZATIONS = 50
 OPEN_PARALLEL = 100

@@ -33,14 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks._stack import SECRET, Backbone, Service, start_edge
+from benchmarks._stream_reader import StreamReader
 from userstream.errors import UnavailableError
 from userstream.events import ActivityInput
 from userstream.rpc.acl import AclClient
 from userstream.rpc.activity import ActivityClient
 from userstream.tokens import issue_token
-
-from benchmarks._stack import SECRET, Backbone, Service, start_edge
-from benchmarks._stream_reader import StreamReader
 
 TARGET_EVENTS_PER_S = 20_000
 USER = "resumer"

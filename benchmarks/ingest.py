@@ -41,6 +41,7 @@ from typing import Any
 import grpc
 import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from userstream.embedded_nats import NatsServerProcess
 from userstream.events import ActivityInput, Limits, encode_body, validate_activity
 from userstream.policy import default_policy

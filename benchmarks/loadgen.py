@@ -26,10 +26,10 @@ import time
 from typing import Any
 
 import uvloop
-from userstream.tokens import issue_token
 
 from benchmarks._client import Session, StreamClient
 from benchmarks._population import Population
+from userstream.tokens import issue_token
 
 _POLL = 0.05
 _ATTEMPTS = 3  # a 503 is retried, as clients do

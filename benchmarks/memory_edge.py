@@ -25,15 +25,15 @@ from pathlib import Path
 
 import uvicorn
 import uvloop
+
+from benchmarks._stack import SECRET, rss_kb
+from benchmarks.harness import Harness
 from userstream.edge.app import create_app
 from userstream.edge.settings import EdgeSettings
 from userstream.settings import Env
 
-from benchmarks._stack import SECRET, rss_kb
-from benchmarks.harness import Harness
-
 _GROUPS = (
-    ("userstream/edge", "services/edge/"),
+    ("userstream/edge", "services/edge/src/userstream/edge/"),
     ("userstream (libs)", "libs/userstream/"),
     ("uvicorn", "uvicorn/"),
     ("litestar", "litestar/"),

@@ -43,6 +43,7 @@ from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+
 from userstream.cursor import CursorCodec, CursorError, parse_cursor
 from userstream.eventlog.reader import LogReader, StoredMessage
 from userstream.eventlog.stream import log_id_of

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support.cluster import NatsCluster
 from userstream.activity.service import ActivityService
 from userstream.activity.settings import ActivitySettings
 from userstream.embedded_nats import NatsServerProcess
 from userstream.rpc.activity import ActivityClient
 from userstream.settings import Env
-
-from tests.support.cluster import NatsCluster
 
 if sys.version_info < (3, 12):
     # CPython 3.11 draws a traceback's ^^^ carets by parsing source with `ast`, whose

@@ -21,10 +21,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from userstream.rpc.server import GrpcServer
-from userstream.settings import GrpcServerSettings
 
 from tests.deploy.conftest import DEPLOY, ROOT
+from userstream.rpc.server import GrpcServer
+from userstream.settings import GrpcServerSettings
 
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 DOCKERIGNORE = DEPLOY / "docker" / "Dockerfile.dockerignore"

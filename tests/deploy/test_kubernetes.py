@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from userstream.policy import load_policy
-
 from tests.deploy.manifests import (
     Manifests,
     NatsConfig,
@@ -21,6 +19,7 @@ from tests.deploy.manifests import (
     probes,
     quantity,
 )
+from userstream.policy import load_policy
 
 GRPC_SERVICES = {"activity": 50051, "acl": 50052}
 EDGE_PORT = 8000

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from userstream.embedded_nats import nats_server_binary
 
 from tests.deploy.conftest import DEPLOY, OVERLAYS, find_tool, output_of, run
 from tests.deploy.manifests import Manifests, only_container, pod_spec
+from userstream.embedded_nats import nats_server_binary
 
 # The oldest Kubernetes the manifests support (deploy/README.md: the preStop
 # `sleep` action is on by default from 1.30) and the newest the validator knows.

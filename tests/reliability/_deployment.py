@@ -8,12 +8,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.reliability.oracle import OraclePolicy
+from tests.support.processes import ServiceProcess, clean_environment
 from userstream.rpc.acl import AclClient
 from userstream.rpc.activity import ActivityClient
 from userstream.tokens import issue_token
-
-from tests.reliability.oracle import OraclePolicy
-from tests.support.processes import ServiceProcess, clean_environment
 
 SECRET = "reliability-secret-that-is-long-enough-for-hs256"
 

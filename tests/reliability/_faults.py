@@ -11,13 +11,13 @@ import urllib.request
 from collections.abc import Callable
 
 import nats
-from userstream.embedded_nats import NatsServerProcess
-from userstream.errors import UnavailableError
-from userstream.events import ActivityInput
 
 from tests.reliability._soak import Fault, RunContext
 from tests.support.cluster import NatsCluster
 from tests.support.sse import HTTPResponse, SSEStream, request
+from userstream.embedded_nats import NatsServerProcess
+from userstream.errors import UnavailableError
+from userstream.events import ActivityInput
 
 # Seconds a service or node stays down.
 DOWN_FOR = 2.0

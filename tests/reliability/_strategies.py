@@ -16,6 +16,7 @@ import jwt
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import strategies as st
 from jwt.warnings import InsecureKeyLengthWarning
+
 from userstream.proto.acl.v1 import acl_pb2
 from userstream.proto.activity.v1 import activity_pb2
 

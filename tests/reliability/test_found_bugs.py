@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+
+from tests.support.stack import Stack, start_stack
 from userstream.embedded_nats import NatsServerProcess
 from userstream.errors import UnavailableError
 from userstream.eventlog.reader import StoredMessage
 from userstream.events import ActivityInput
-
-from tests.support.stack import Stack, start_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

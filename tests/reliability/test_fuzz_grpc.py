@@ -19,15 +19,15 @@ import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from userstream.embedded_nats import NatsServerProcess
-from userstream.proto.acl.v1 import acl_pb2, acl_pb2_grpc
-from userstream.proto.activity.v1 import activity_pb2, activity_pb2_grpc
 
 from tests.reliability._deployment import Deployment
 from tests.reliability._readback import log_id_of, read_log
 from tests.reliability._strategies import acl_requests, activities
 from tests.reliability.conftest import Deploy
 from tests.support.sse import open_stream
+from userstream.embedded_nats import NatsServerProcess
+from userstream.proto.acl.v1 import acl_pb2, acl_pb2_grpc
+from userstream.proto.activity.v1 import activity_pb2, activity_pb2_grpc
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

@@ -22,11 +22,11 @@ import jwt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from userstream.embedded_nats import NatsServerProcess
 
 from tests.reliability._deployment import SECRET
 from tests.reliability._strategies import cursors, header_text, tokens
 from tests.reliability.conftest import Deploy
+from userstream.embedded_nats import NatsServerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

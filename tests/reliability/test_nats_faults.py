@@ -8,13 +8,13 @@ once, in order, to the right people.
 from __future__ import annotations
 
 import pytest
-from userstream.embedded_nats import NatsServerProcess
 
 from tests.reliability._faults import freeze_nats, kill_cluster_node, restart_nats
 from tests.reliability._soak import Chaos, run
 from tests.reliability._workload import Shape
 from tests.reliability.conftest import Deploy, assert_clean
 from tests.support.cluster import NatsCluster
+from userstream.embedded_nats import NatsServerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import random
 
 import pytest
-from userstream.embedded_nats import NatsServerProcess
 
 from tests.reliability._faults import FAIL_FAST, kill_acl, kill_activity, kill_edge
 from tests.reliability._soak import Chaos, run
 from tests.reliability._workload import Shape
 from tests.reliability.conftest import Deploy, assert_clean
+from userstream.embedded_nats import NatsServerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from userstream.embedded_nats import NatsServerProcess
 
 from tests.reliability._soak import Chaos, run
 from tests.reliability._workload import Shape
 from tests.reliability.conftest import Deploy, assert_clean
+from userstream.embedded_nats import NatsServerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

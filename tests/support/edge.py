@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+
+from tests.support.cluster import free_port
+from tests.support.sse import HTTPResponse, request
 from userstream.edge.app import TransportExposingApp, create_app
 from userstream.edge.runtime import EdgeRuntime
 from userstream.edge.settings import EdgeSettings
 from userstream.settings import Env
-
-from tests.support.cluster import free_port
-from tests.support.sse import HTTPResponse, request
 
 
 @dataclass

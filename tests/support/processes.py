@@ -15,10 +15,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from userstream.rpc.channel import is_serving, open_channel
-
 from tests.support.cluster import free_port
 from tests.support.sse import HTTPResponse, request
+from userstream.rpc.channel import is_serving, open_channel
 
 USERSTREAM = str(Path(sys.executable).parent / "userstream")
 START_TIMEOUT = 30.0

@@ -6,16 +6,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tests.conftest import RunningActivity, service_env, start_activity
+from tests.support.edge import RunningEdge, edge_settings, start_edge
+from tests.support.sse import SSEStream, open_stream
 from userstream.acl.service import AclService
 from userstream.acl.settings import AclSettings
 from userstream.events import ActivityInput
 from userstream.rpc.acl import AclClient
 from userstream.rpc.activity import RecordResult
 from userstream.tokens import issue_token
-
-from tests.conftest import RunningActivity, service_env, start_activity
-from tests.support.edge import RunningEdge, edge_settings, start_edge
-from tests.support.sse import SSEStream, open_stream
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 

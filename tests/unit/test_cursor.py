@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from userstream.cursor import SEQUENCE_SPAN, Cursor, CursorCodec, CursorError, LogBounds, Position, parse_cursor
 
 LOG_IDS = st.integers(min_value=1, max_value=99_999_999_999)  # creation times, in seconds, for millennia

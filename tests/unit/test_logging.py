@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+
 from userstream.logging import REDACTED, configure_logging, redact_secrets, redact_text
 from userstream.settings import LoggingSettings
 

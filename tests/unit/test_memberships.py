@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from userstream.events.model import Action
 from userstream.memberships import apply_membership_event
 

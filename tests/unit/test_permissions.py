@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from userstream.permissions import may_read_entity, may_read_public, may_receive_membership_event
 from userstream.policy import default_policy, parse_policy
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from userstream.policy import EntityRule, PolicyError, default_policy, load_policy, parse_policy
 
 CUSTOM = """

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from userstream.policy import PolicyError, default_policy
 from userstream.settings import (
     DEFAULT_NATS_URL,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from userstream.tokens import TokenError, TokenVerifier, issue_token
 
 SECRET = "unit-test-secret-long-enough-for-hs256"

@@ -10,14 +10,14 @@ import nats
 import nats.js.errors
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.conftest import RunningActivity, service_env
 from userstream.acl.service import AclService
 from userstream.acl.settings import AclSettings
 from userstream.acl_state.log_events import MembershipEvent, decode_membership_event
 from userstream.embedded_nats import NatsServerProcess
 from userstream.events.model import Action
 from userstream.rpc.acl import AclClient
-
-from tests.conftest import RunningActivity, service_env
 
 
 @dataclass

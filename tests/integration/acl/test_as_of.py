@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+
+from tests.conftest import RunningActivity, start_activity
+from tests.integration.acl.conftest import RunningAcl, start_acl
 from userstream.cursor import SEQUENCE_SPAN, parse_cursor
 from userstream.embedded_nats import NatsServerProcess
 from userstream.events import ActivityInput
 from userstream.rpc.acl import CursorRefusedError
-
-from tests.conftest import RunningActivity, start_activity
-from tests.integration.acl.conftest import RunningAcl, start_acl
 
 pytestmark = pytest.mark.integration
 

@@ -6,13 +6,13 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
+
+from tests.conftest import RunningActivity
+from tests.integration.acl.conftest import RunningAcl, serving
 from userstream.errors import InvalidArgumentError
 from userstream.proto.acl.v1 import acl_pb2 as pb
 from userstream.proto.acl.v1 import acl_pb2_grpc as pb_grpc
 from userstream.rpc.acl import AccessQuestion, AclClient
-
-from tests.conftest import RunningActivity
-from tests.integration.acl.conftest import RunningAcl, serving
 
 pytestmark = pytest.mark.integration
 

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from userstream.embedded_nats import NatsServerProcess
-from userstream.process import wait_for
-from userstream.rpc.acl import AclClient
 
 from tests.conftest import RunningActivity
 from tests.integration.acl.conftest import serving
 from tests.support.cluster import free_port
+from userstream.embedded_nats import NatsServerProcess
+from userstream.process import wait_for
+from userstream.rpc.acl import AclClient
 
 pytestmark = pytest.mark.integration
 

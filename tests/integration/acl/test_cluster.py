@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import nats
 import pytest
-from userstream.events import ActivityInput
-from userstream.process import wait_for
 
 from tests.conftest import start_activity
 from tests.integration.acl.conftest import serving, start_acl
 from tests.support.cluster import NatsCluster
+from userstream.events import ActivityInput
+from userstream.process import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from userstream.cursor import SEQUENCE_SPAN, parse_cursor
-from userstream.errors import InvalidArgumentError
-from userstream.rpc.acl import CursorRefusedError, Subject
 
 from tests.conftest import RunningActivity
 from tests.integration.acl.conftest import RunningAcl
+from userstream.cursor import SEQUENCE_SPAN, parse_cursor
+from userstream.errors import InvalidArgumentError
+from userstream.rpc.acl import CursorRefusedError, Subject
 
 pytestmark = pytest.mark.integration
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
+
+from tests.conftest import RunningActivity
+from tests.integration.acl.conftest import RunningAcl, read_membership_log, serving
 from userstream.embedded_nats import NatsServerProcess
 from userstream.errors import AlreadyExistsError, NotFoundError
 from userstream.events import ActivityInput
 from userstream.process import wait_for
 from userstream.rpc.acl import AccessQuestion
-
-from tests.conftest import RunningActivity
-from tests.integration.acl.conftest import RunningAcl, read_membership_log, serving
 
 pytestmark = pytest.mark.integration
 

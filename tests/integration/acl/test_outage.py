@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+
+from tests.conftest import RunningActivity
+from tests.integration.acl.conftest import RunningAcl, serving
 from userstream.embedded_nats import NatsServerProcess
 from userstream.errors import UnavailableError
 from userstream.events import ActivityInput
 from userstream.process import wait_for
-
-from tests.conftest import RunningActivity
-from tests.integration.acl.conftest import RunningAcl, serving
 
 pytestmark = pytest.mark.integration
 

@@ -6,6 +6,9 @@ import secrets
 from collections.abc import AsyncIterator
 
 import pytest
+
+from tests.conftest import RunningActivity, start_activity
+from tests.integration.acl.conftest import read_membership_log, replay, serving, start_acl
 from userstream.acl.follower import SyncState
 from userstream.acl.settings import AclTuning
 from userstream.acl.snapshots import SnapshotStore
@@ -14,9 +17,6 @@ from userstream.errors import UnavailableError
 from userstream.events import ActivityInput
 from userstream.nats_connection import NatsConnection
 from userstream.settings import NatsSettings
-
-from tests.conftest import RunningActivity, start_activity
-from tests.integration.acl.conftest import read_membership_log, replay, serving, start_acl
 
 pytestmark = pytest.mark.integration
 

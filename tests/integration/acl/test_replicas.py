@@ -7,13 +7,13 @@ import random
 from collections.abc import AsyncIterator
 
 import pytest
+
+from tests.conftest import RunningActivity
+from tests.integration.acl.conftest import RunningAcl, read_membership_log, replay, start_acl
 from userstream.embedded_nats import NatsServerProcess
 from userstream.errors import AlreadyExistsError, NotFoundError
 from userstream.events import ActivityInput
 from userstream.events.model import Action
-
-from tests.conftest import RunningActivity
-from tests.integration.acl.conftest import RunningAcl, read_membership_log, replay, start_acl
 
 pytestmark = pytest.mark.integration
 

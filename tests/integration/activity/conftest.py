@@ -12,11 +12,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+
+from tests.conftest import RunningActivity
 from userstream.embedded_nats import NatsServerProcess
 from userstream.proto.activity.v1 import activity_pb2 as pb
 from userstream.proto.activity.v1 import activity_pb2_grpc as pb_grpc
-
-from tests.conftest import RunningActivity
 
 STREAM = "ACTIVITY"
 SERVICE = "userstream.activity.v1.ActivityService"

@@ -8,12 +8,12 @@ import grpc
 import msgspec
 import pytest
 from nats.aio.client import Client
+
+from tests.integration.activity.conftest import invalid_argument_field, message_count, page, stored_messages
 from userstream.activity.settings import MAX_BATCH
 from userstream.cursor import parse_cursor
 from userstream.proto.activity.v1 import activity_pb2 as pb
 from userstream.proto.activity.v1 import activity_pb2_grpc as pb_grpc
-
-from tests.integration.activity.conftest import invalid_argument_field, message_count, page, stored_messages
 
 pytestmark = pytest.mark.integration
 

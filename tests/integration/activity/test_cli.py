@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.integration.activity.conftest import SERVING, wait_for_health
 from userstream.embedded_nats import NatsServerProcess
 from userstream.events import ActivityInput
 from userstream.rpc.activity import ActivityClient
-
-from tests.integration.activity.conftest import SERVING, wait_for_health
 
 pytestmark = pytest.mark.integration
 

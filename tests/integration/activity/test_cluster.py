@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import nats
 import pytest
-from userstream.cursor import parse_cursor
-from userstream.events import ActivityInput
 
 from tests.conftest import start_activity
 from tests.integration.activity.conftest import STREAM
 from tests.support.cluster import NatsCluster
+from userstream.cursor import parse_cursor
+from userstream.events import ActivityInput
 
 pytestmark = pytest.mark.integration
 

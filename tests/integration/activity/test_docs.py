@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from userstream.cursor import parse_cursor
-from userstream.embedded_nats import NatsServerProcess
 
 from tests.conftest import RunningActivity
+from userstream.cursor import parse_cursor
+from userstream.embedded_nats import NatsServerProcess
 
 pytestmark = pytest.mark.integration
 

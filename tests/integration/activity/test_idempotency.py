@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 from nats.aio.client import Client
-from userstream.embedded_nats import NatsServerProcess
-from userstream.events import ActivityInput
 
 from tests.conftest import RunningActivity, start_activity
 from tests.integration.activity.conftest import message_count, stored_messages
+from userstream.embedded_nats import NatsServerProcess
+from userstream.events import ActivityInput
 
 pytestmark = pytest.mark.integration
 

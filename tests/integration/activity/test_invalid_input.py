@@ -6,13 +6,13 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.aio.client import Client
+
+from tests.conftest import RunningActivity
+from tests.integration.activity.conftest import invalid_argument_field, message_count, page
 from userstream.errors import InvalidArgumentError
 from userstream.events import ActivityInput
 from userstream.proto.activity.v1 import activity_pb2 as pb
 from userstream.proto.activity.v1 import activity_pb2_grpc as pb_grpc
-
-from tests.conftest import RunningActivity
-from tests.integration.activity.conftest import invalid_argument_field, message_count, page
 
 pytestmark = pytest.mark.integration
 

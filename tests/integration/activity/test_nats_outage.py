@@ -11,14 +11,6 @@ from pathlib import Path
 import grpc
 import pytest
 from nats.aio.client import Client
-from userstream.activity.service import ActivityService
-from userstream.activity.settings import ActivitySettings
-from userstream.cursor import parse_cursor
-from userstream.embedded_nats import NatsServerProcess
-from userstream.process import wait_for
-from userstream.proto.activity.v1 import activity_pb2 as pb
-from userstream.proto.activity.v1 import activity_pb2_grpc as pb_grpc
-from userstream.rpc.activity import ActivityClient
 
 from tests.conftest import RunningActivity, service_env
 from tests.integration.activity.conftest import (
@@ -30,6 +22,14 @@ from tests.integration.activity.conftest import (
     stored_messages,
     wait_for_health,
 )
+from userstream.activity.service import ActivityService
+from userstream.activity.settings import ActivitySettings
+from userstream.cursor import parse_cursor
+from userstream.embedded_nats import NatsServerProcess
+from userstream.process import wait_for
+from userstream.proto.activity.v1 import activity_pb2 as pb
+from userstream.proto.activity.v1 import activity_pb2_grpc as pb_grpc
+from userstream.rpc.activity import ActivityClient
 
 pytestmark = pytest.mark.integration
 

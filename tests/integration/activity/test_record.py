@@ -8,13 +8,13 @@ import msgspec
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.aio.client import Client
+
+from tests.conftest import RunningActivity
+from tests.integration.activity.conftest import LiveTap, page, stored_messages
 from userstream.cursor import parse_cursor
 from userstream.events import ActivityInput
 from userstream.proto.activity.v1 import activity_pb2 as pb
 from userstream.proto.activity.v1 import activity_pb2_grpc as pb_grpc
-
-from tests.conftest import RunningActivity
-from tests.integration.activity.conftest import LiveTap, page, stored_messages
 
 pytestmark = pytest.mark.integration
 

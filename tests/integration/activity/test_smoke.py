@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from userstream.events import ActivityInput
 
 from tests.conftest import RunningActivity
+from userstream.events import ActivityInput
 
 pytestmark = pytest.mark.integration
 

@@ -7,14 +7,14 @@ import asyncio
 import pytest
 from nats.aio.client import Client
 from nats.js.api import StreamConfig
+
+from tests.conftest import RunningActivity, service_env, start_activity
+from tests.integration.activity.conftest import STREAM
 from userstream.activity.service import ActivityService
 from userstream.activity.settings import ActivitySettings
 from userstream.cursor import parse_cursor
 from userstream.embedded_nats import NatsServerProcess
 from userstream.events import ActivityInput
-
-from tests.conftest import RunningActivity, service_env, start_activity
-from tests.integration.activity.conftest import STREAM
 
 pytestmark = pytest.mark.integration
 

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 import pytest
 import uvicorn
+
+from tests.support.edge import RunningEdge, edge_settings, wait_until
+from tests.support.stack import SECRET, Stack, start_stack
 from userstream.client import ReconnectPolicy
 from userstream.edge.app import create_app
 from userstream.edge.settings import EdgeSettings
 from userstream.embedded_nats import NatsServerProcess
-
-from tests.support.edge import RunningEdge, edge_settings, wait_until
-from tests.support.stack import SECRET, Stack, start_stack
 
 # Quick reconnects: the tests wait for them.
 FAST = ReconnectPolicy(initial_delay=0.05, max_delay=0.3, idle_timeout=10.0)

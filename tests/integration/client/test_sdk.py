@@ -7,12 +7,12 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from userstream.client import Change, Closed, LocalCache, MustRefetch, Offset, StreamEvent, UserStream
-from userstream.cursor import parse_cursor
-from userstream.tokens import issue_token
 
 from tests.integration.client.conftest import FAST, RestartableStack
 from tests.support.stack import SECRET
+from userstream.client import Change, Closed, LocalCache, MustRefetch, Offset, StreamEvent, UserStream
+from userstream.cursor import parse_cursor
+from userstream.tokens import issue_token
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from userstream.tokens import verify_token
 
 from tests.integration.dev.running import DevRun, alive, clean_env, command_line, start_dev
+from userstream.tokens import verify_token
 
 pytestmark = pytest.mark.integration
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from userstream.embedded_nats import NatsServerProcess
 
 from tests.support.stack import Stack, start_stack
+from userstream.embedded_nats import NatsServerProcess
 
 StackFactory = Callable[..., Awaitable[Stack]]
 

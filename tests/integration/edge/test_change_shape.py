@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from userstream.events.model import Tx
 
 from tests.support.sse import SSEEvent
 from tests.support.stack import Stack
+from userstream.events.model import Tx
 
 pytestmark = pytest.mark.integration
 

@@ -6,12 +6,12 @@ import asyncio
 import random
 
 import pytest
-from userstream.edge.hub import Hub
-from userstream.edge.user_feed import USER_FEED
 
 from tests.support.edge import wait_until
 from tests.support.sse import SSEStream, open_stream, request
 from tests.support.stack import Stack
+from userstream.edge.hub import Hub
+from userstream.edge.user_feed import USER_FEED
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def _edge_tasks(client: object) -> int:
         coroutine = task.get_coro()
         code = getattr(coroutine, "cr_code", None)
         filename = code.co_filename if code is not None else ""
-        if any(part in filename for part in ("/services/edge/", "/uvicorn/", "/litestar/")):
+        if any(part in filename for part in ("/userstream/edge/", "/uvicorn/", "/litestar/")):
             count += 1
             continue
         frame = getattr(coroutine, "cr_frame", None)

@@ -9,15 +9,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from userstream.acl.service import AclService
-from userstream.embedded_nats import NatsServerProcess
-from userstream.events import ActivityInput
-from userstream.tokens import issue_token
 
 from tests.conftest import RunningActivity, start_activity
 from tests.support.edge import EdgeProcess, start_edge_process
 from tests.support.sse import SSEStream, open_stream, request, request_error
 from tests.support.stack import SECRET, start_acl_service
+from userstream.acl.service import AclService
+from userstream.embedded_nats import NatsServerProcess
+from userstream.events import ActivityInput
+from userstream.tokens import issue_token
 
 pytestmark = pytest.mark.integration
 

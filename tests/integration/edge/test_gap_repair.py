@@ -13,14 +13,14 @@ from urllib.parse import urlparse
 
 import nats
 import pytest
-from userstream.embedded_nats import NatsServerProcess
-from userstream.errors import UserstreamError
-from userstream.events import ActivityInput
 
 from tests.support.cluster import NatsCluster
 from tests.support.edge import edge_settings, start_edge
 from tests.support.sse import open_stream_retrying
 from tests.support.stack import SECRET, Stack, start_stack
+from userstream.embedded_nats import NatsServerProcess
+from userstream.errors import UserstreamError
+from userstream.events import ActivityInput
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

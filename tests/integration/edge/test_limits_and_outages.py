@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from userstream.acl.service import AclService
-from userstream.acl.settings import AclSettings
-from userstream.embedded_nats import NatsServerProcess
 
 from tests.conftest import service_env
 from tests.integration.edge.conftest import StackFactory
 from tests.support.edge import wait_until
 from tests.support.sse import HTTPResponse, open_stream, open_stream_retrying, request_error
 from tests.support.stack import Stack
+from userstream.acl.service import AclService
+from userstream.acl.settings import AclSettings
+from userstream.embedded_nats import NatsServerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from userstream.events import ActivityInput
 
 from tests.integration.edge.conftest import StackFactory
 from tests.integration.edge.test_permission_matrix import RESTRICTIVE_POLICY
 from tests.support.edge import wait_until
 from tests.support.stack import Stack
+from userstream.events import ActivityInput
 
 pytestmark = pytest.mark.integration
 

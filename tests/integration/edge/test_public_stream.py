@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from userstream.errors import InvalidArgumentError
 
 from tests.support.sse import open_stream
 from tests.support.stack import Stack
+from userstream.errors import InvalidArgumentError
 
 pytestmark = pytest.mark.integration
 

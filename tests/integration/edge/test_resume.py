@@ -7,14 +7,14 @@ import time
 
 import nats
 import pytest
-from userstream.cursor import SEQUENCE_SPAN, parse_cursor
-from userstream.embedded_nats import NatsServerProcess
-from userstream.events import ActivityInput
 
 from tests.conftest import start_activity
 from tests.integration.edge.conftest import StackFactory
 from tests.support.sse import open_stream
 from tests.support.stack import Stack, start_another_edge
+from userstream.cursor import SEQUENCE_SPAN, parse_cursor
+from userstream.embedded_nats import NatsServerProcess
+from userstream.events import ActivityInput
 
 pytestmark = pytest.mark.integration
 

@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from userstream.embedded_nats import NatsServerProcess
-from userstream.events import ActivityInput
 
 from tests.conftest import RunningActivity, start_activity
 from tests.support.edge import EdgeProcess, start_edge_process
 from tests.support.sse import SSEStream, open_stream, request
 from tests.support.stack import SECRET, start_acl_service
+from userstream.embedded_nats import NatsServerProcess
+from userstream.events import ActivityInput
 
 pytestmark = pytest.mark.integration
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import nats
 import pytest
 from nats.aio.msg import Msg
+
 from userstream.edge._live_queue import subscribe_in_wire_order
 from userstream.embedded_nats import NatsServerProcess
 

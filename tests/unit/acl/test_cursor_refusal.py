@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from userstream.acl_state import CURSOR_EXPIRED, CURSOR_UNKNOWN, CursorRefusedError
 from userstream.errors import FailedPreconditionError
 

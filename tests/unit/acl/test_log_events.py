@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from userstream.acl_state.log_events import MembershipEvent, NotAMembershipEventError, decode_membership_event
 from userstream.events import ActivityInput, Limits, encode_body, validate_activity
 from userstream.events.model import Action

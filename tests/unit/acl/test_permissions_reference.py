@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from userstream.permissions import (
     SYSTEM_ROLES,
     may_read_entity,

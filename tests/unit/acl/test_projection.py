@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from userstream.acl_state import (
     HistoryExpiredError,
     MembershipProjection,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from userstream.activity.settings import DEFAULT_PORT, MAX_BATCH, ActivitySettings
 from userstream.events.validation import DEFAULT_MAX_DATA_BYTES, MAX_DATA_BYTES_CEILING
 from userstream.settings import Env, SettingsError

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from userstream.dev.banner import curl_line
 from userstream.dev.demo import MEMBERSHIPS, ORGANIZATIONS, USERS, catalogue
 from userstream.dev.edge_process import dev_edge_settings, is_loopback

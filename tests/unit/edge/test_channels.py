@@ -7,15 +7,14 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from tests.unit.edge._events import CODEC, page
+from tests.unit.edge.test_connection import change_ids, frames
 from userstream.edge.channels import State
 from userstream.edge.connection import Connection
 from userstream.edge.hub import Hub
 from userstream.eventlog.reader import StoredMessage
 from userstream.eventlog.subjects import LAST_SEQUENCE_HEADER, SEQUENCE_HEADER, SUBJECT_HEADER, org_subject
 from userstream.policy import default_policy
-
-from tests.unit.edge._events import CODEC, page
-from tests.unit.edge.test_connection import change_ids, frames
 
 
 class FakeSubscription:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
+from tests.unit.edge._events import CODEC, RecordingHub, connection, event, page
 from userstream.edge.connection import Connection
 from userstream.policy import parse_policy
-
-from tests.unit.edge._events import CODEC, RecordingHub, connection, event, page
 
 ADMIN_ONLY_ATTACHMENTS = parse_policy(
     """

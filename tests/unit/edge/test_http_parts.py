@@ -6,6 +6,7 @@ import calendar
 import time
 
 import pytest
+
 from userstream.cursor import Cursor
 from userstream.edge import sse
 from userstream.edge._timestamps import TimestampParser

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
 from userstream.eventlog.stream import MAX_MESSAGE_BYTES, _changed_fields, desired_config
 from userstream.eventlog.subjects import live_subject, org_subject, subject_of, user_subject
 from userstream.events import ActivityInput, Limits, Tx, encode_body, validate_activity

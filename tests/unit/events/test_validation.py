@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 import pytest
+
 from userstream.errors import InvalidArgumentError
 from userstream.events import Action, ActivityInput, Kind, Limits, Tx, validate_activity
 from userstream.policy import Policy, default_policy, parse_policy

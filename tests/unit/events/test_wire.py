@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 import pytest
+
 from userstream.events import ActivityInput, Limits, Tx, encode_body, validate_activity
 from userstream.events.wire import (
     MEMBERSHIP_DECODER,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+
 from userstream.errors import InvalidArgumentError
 from userstream.events import ActivityInput, Tx
 from userstream.proto.activity.v1 import activity_pb2 as pb
