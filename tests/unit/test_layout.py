@@ -67,6 +67,7 @@ def test_every_source_root_is_configured_everywhere() -> None:
     assert PYPROJECT["tool"]["mypy"]["mypy_path"] == roots
     assert PYPROJECT["tool"]["mypy"]["files"] == roots
     assert PYPROJECT["tool"]["pytest"]["ini_options"]["pythonpath"] == roots
+    assert PYPROJECT["tool"]["pyright"]["extraPaths"] == roots
 
 
 def test_userstream_is_a_namespace_package_in_every_root() -> None:
