@@ -16,7 +16,8 @@ from tests.deploy.conftest import report
 from tests.unit.test_layout import tree_files
 from userstream.embedded_nats import nats_server_binary
 
-pytestmark = [pytest.mark.container]
+# The first test also builds the image (minutes on a cold machine: the base root filesystem, the packages).
+pytestmark = [pytest.mark.container, pytest.mark.timeout(900)]
 
 # The goal for the image's size (uncompressed, as `podman images` reports it).
 SIZE_GOAL_MB = 200
