@@ -150,7 +150,8 @@ def _base_rootfs(key: str, sources: Sequence[Path]) -> Path:
     if tarball.is_file():
         return tarball
     tarball.parent.mkdir(parents=True, exist_ok=True)
-    partial = tarball.with_suffix(".partial.tar")
+    # Per process: two runs at once (a developer and CI) each write their own, and the last rename wins.
+    partial = tarball.with_name(f"{tarball.stem}.{os.getpid()}.partial.tar")
     command = [
         "mmdebstrap",
         "--quiet",
