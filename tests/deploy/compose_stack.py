@@ -37,9 +37,10 @@ from tests.deploy.manifests import duration
 _TRANSLATED = {
     "image", "command", "entrypoint", "environment", "volumes", "ports", "read_only", "tmpfs", "cap_drop",
     "cap_add", "security_opt", "stop_signal", "stop_grace_period", "restart", "healthcheck", "user",
-    "working_dir",
+    "working_dir", "hostname", "labels",
 }  # fmt: skip
-_HANDLED_ELSEWHERE = {"build", "deploy", "depends_on", "networks"}
+# expose: documentation only, every port is reachable on the project network.
+_HANDLED_ELSEWHERE = {"build", "deploy", "depends_on", "networks", "expose"}
 _HEALTH_POLL = 1.0
 
 
@@ -161,6 +162,10 @@ class ComposeStack:
             flags += ["--user", service["user"]]
         if "working_dir" in service:
             flags += ["--workdir", service["working_dir"]]
+        if "hostname" in service:
+            flags += ["--hostname", service["hostname"]]
+        for key, value in service.get("labels", {}).items():
+            flags += ["--label", f"{key}={value}"]
         flags += self._healthcheck_flags(service.get("healthcheck"))
         if service.get("entrypoint") is not None:
             flags += ["--entrypoint", json.dumps(service["entrypoint"])]
@@ -172,6 +177,8 @@ class ComposeStack:
     def _healthcheck_flags(check: dict[str, Any] | None) -> list[str]:
         if not check:
             return []
+        if check.get("disable"):
+            return ["--no-healthcheck"]
         test = check["test"]
         kind, *command = test
         if kind == "CMD":
@@ -210,7 +217,8 @@ class ComposeStack:
             time.sleep(_HEALTH_POLL)  # the poll interval of a condition, not a synchronisation
 
     def _ready(self, container: Container) -> bool:
-        if self.service(container.service).get("healthcheck"):
+        check = self.service(container.service).get("healthcheck")
+        if check and not check.get("disable"):
             return self.healthy(container)
         return self.state(container) == "running"
 
