@@ -66,7 +66,7 @@ PODMAN_COMMANDS = {
     "/usr/lib/cni/dnsname": "golang-github-containernetworking-plugin-dnsname",
 }
 
-# One podman call that is not a build or a container's lifetime; a build, the rootfs.
+# Seconds for any one podman call, and for a build or making the base root filesystem.
 COMMAND_TIMEOUT = 120.0
 BUILD_TIMEOUT = 900.0
 
@@ -125,7 +125,7 @@ def image_size(image: str) -> int:
 
 
 def _cache_dir() -> Path:
-    """Where the stand-in's root filesystem is kept between runs (CI machines keep ~/.cache)."""
+    """Where the stand-in's root filesystem is kept between runs, on machines that keep ~/.cache."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "userstream" / "container-bases"
 
@@ -221,6 +221,9 @@ def python_base() -> StandIn:
         name,
         timeout=BUILD_TIMEOUT,
     )
+    # The sources decide the release: the Dockerfile's pins (tini) and paths (python3.11) are bookworm's.
+    version = podman("run", "--rm", "--network", "none", *ulimits(), name, "python3", "--version").stdout
+    assert version.startswith("Python 3.11."), f"the machine's apt sources gave {version.strip()}, not bookworm's 3.11"
     return StandIn(name, real=False)
 
 
