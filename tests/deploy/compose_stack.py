@@ -109,8 +109,8 @@ class ComposeStack:
             started = []
             for name in wave:
                 for container in self.replicas(name):
+                    self.containers.append(container)  # first: down() removes it even if `run` fails half-way
                     podman.podman("run", "--detach", "--pull", "never", *self._run_flags(container))
-                    self.containers.append(container)
                     started.append(container)
             self.wait_healthy(started, health_timeout)
 
