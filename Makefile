@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-all lint format typecheck proto proto-check buf-lint buf-breaking bench deploy-tools deploy-check ci clean
+.PHONY: install run test test-all lint format typecheck proto proto-check buf-lint buf-breaking bench deploy-tools deploy-check image-check ci clean
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "userstream needs Python >= 3.11")'
@@ -79,7 +79,16 @@ deploy-check: install deploy-tools
 	USERSTREAM_DEPLOY_TOOLS=$(abspath $(DEPLOY_TOOLS))/bin USERSTREAM_DEPLOY_REQUIRE_TOOLS=1 \
 		$(BIN)/pytest tests/deploy $(PYTEST_ARGS)
 
-ci: lint deploy-check test
+# The container image built by podman from deploy/docker/Dockerfile and run: alone,
+# then as the compose stack streaming events (tests/deploy, marked `container`).
+# As root it installs podman, runc, mmdebstrap and the CNI plugins with apt-get;
+# otherwise the tests skip, naming the packages. No registry needed: the base
+# images are made locally when absent (deploy/README.md, "Build and run it for real").
+image-check: install deploy-tools
+	USERSTREAM_IMAGE_CHECK=1 USERSTREAM_DEPLOY_TOOLS=$(abspath $(DEPLOY_TOOLS))/bin USERSTREAM_DEPLOY_REQUIRE_TOOLS=1 \
+		$(BIN)/pytest -m container tests/deploy $(PYTEST_ARGS)
+
+ci: lint deploy-check image-check test
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -6,6 +6,10 @@ deploy/requirements-check.txt; `make deploy-tools` installs them into
 .venv/deploy-tools. Without them the tests that need them skip, with the
 command to run, unless USERSTREAM_DEPLOY_REQUIRE_TOOLS=1 (set by
 `make deploy-check`, hence in CI), where a missing tool fails the test.
+
+The tests marked ``container`` build the image with podman and run it (alone,
+and as the compose stack); they take minutes, so they run only under
+`make image-check` (USERSTREAM_IMAGE_CHECK=1), which CI runs too.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from tests.deploy import podman
 from tests.deploy.manifests import Manifests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +32,7 @@ OVERLAYS = ("dev", "prod")
 
 TOOLS_DIR_VARIABLE = "USERSTREAM_DEPLOY_TOOLS"
 REQUIRE_TOOLS_VARIABLE = "USERSTREAM_DEPLOY_REQUIRE_TOOLS"
+IMAGE_CHECK_VARIABLE = "USERSTREAM_IMAGE_CHECK"
 # Any one tool run; they all take well under a second here.
 TOOL_TIMEOUT = 60.0
 
@@ -95,3 +102,38 @@ def overlay(request: pytest.FixtureRequest) -> str:
 def manifests(overlay: str, rendered_overlays: dict[str, Path]) -> Manifests:
     """The objects of one rendered overlay (each test runs once per overlay)."""
     return Manifests.parse(rendered_overlays[overlay].read_text())
+
+
+# --- the container checks (make image-check) ------------------------------------------
+
+_REPORT = pytest.StashKey[list[str]]()
+
+
+def report(config: pytest.Config, line: str) -> None:
+    """A line for the end of the run (image size, timings): shown whatever the verbosity."""
+    config.stash.setdefault(_REPORT, []).append(line)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    lines = config.stash.get(_REPORT, [])
+    if lines:
+        terminalreporter.section("container image")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def container_image(request: pytest.FixtureRequest) -> str:
+    """deploy/docker/Dockerfile built by podman (base image made locally when no registry has it)."""
+    if os.environ.get(IMAGE_CHECK_VARIABLE) != "1":
+        pytest.skip("builds and runs containers with podman: `make image-check`")
+    podman.ensure_podman()
+    started = time.monotonic()
+    base = podman.python_base()
+    based = time.monotonic()
+    podman.build_image()
+    built = time.monotonic()
+    kind = "the registry's" if base.real else "a Debian stand-in (mmdebstrap)"
+    report(request.config, f"base {base.name}: {kind}, ready in {based - started:.1f} s")
+    report(request.config, f"image {podman.IMAGE}: built in {built - based:.1f} s")
+    return podman.IMAGE

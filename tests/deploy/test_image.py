@@ -1,8 +1,9 @@
 """The container image's build inputs and its health check script.
 
-No Docker daemon here: the Dockerfile is linted by hadolint (test_validators),
-its build context is checked against the files the build needs, and the
-health check that compose runs inside the image is run against real servers.
+Without podman: the Dockerfile is linted by hadolint (test_validators), its
+build context is checked against the files the build needs, and the health
+check that compose runs inside the image is run against real servers. The
+image itself is built and run by test_container_image.py (`make image-check`).
 """
 
 from __future__ import annotations
