@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
+import structlog
 from litestar import Litestar, Request, Response, Router, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
@@ -41,6 +42,8 @@ from userstream.errors import AlreadyExistsError, InvalidArgumentError, NotFound
 from userstream.events.model import ActivityInput, Tx
 from userstream.rpc.activity import ActivityClient
 from userstream.tokens import TokenError, issue_token
+
+log = structlog.get_logger("userstream.edge")
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -226,5 +229,7 @@ async def _call(pending: Awaitable[R], runtime: EdgeRuntime) -> R:
     except NotFoundError as error:
         raise NotFoundHTTPError(str(error)) from None
     except UserstreamError as error:
-        raise UnavailableHTTPError(f"the service did not answer: {error}", runtime.settings.retry_after) from None
+        # The gRPC details (status, the service's address) go to the log, not into the response.
+        log.warning("devtools.call_failed", error=str(error))
+        raise UnavailableHTTPError("the service did not answer", runtime.settings.retry_after) from None
     return result
