@@ -88,9 +88,10 @@ class EdgeSettings:
     header_timeout: float = 10.0
     # Bytes of request line and headers accepted; more is answered 431 and the connection closed.
     max_header_bytes: int = 16_384
-    # SO_SNDBUF of each accepted socket, in bytes (0: the kernel's default, which grows to megabytes):
-    # small, so a client that stops reading is found out by the queue limit, not hidden in the kernel.
-    socket_send_buffer: int = 65_536
+    # SO_SNDBUF of each accepted socket, in bytes (0: the kernel's autotuning, up to megabytes): a client
+    # that stops reading is found out by the queue limit after this much, not after megabytes in the kernel;
+    # large enough that a burst of big events does not cut off a client that keeps up.
+    socket_send_buffer: int = 262_144
     # The dev-only API and demo page; None (always, outside `userstream dev`) leaves them unmounted.
     devtools: DevToolsSettings | None = None
 
