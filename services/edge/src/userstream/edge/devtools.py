@@ -92,10 +92,10 @@ class DevTools:
     lifespan: Callable[[Litestar], AbstractAsyncContextManager[None]]
 
 
-def mount_devtools(settings: DevToolsSettings, jwt_secret: str) -> DevTools:
+def mount_devtools(settings: DevToolsSettings, jwt_secret: str, grpc_token: str | None = None) -> DevTools:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.dev_activity = ActivityClient(settings.activity_addr)
+        app.state.dev_activity = ActivityClient(settings.activity_addr, token=grpc_token)
         try:
             yield
         finally:

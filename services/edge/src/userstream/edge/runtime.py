@@ -53,7 +53,7 @@ class EdgeRuntime:
         self.nats = NatsConnection(settings.nats, name="userstream-edge")
         self.log = EventLog(self.nats, settings.stream, owner=False)
         self.reader = LogReader(self.nats, settings.stream.name)
-        self.acl = AclClient(settings.acl_addr, timeout=settings.acl_timeout)
+        self.acl = AclClient(settings.acl_addr, timeout=settings.acl_timeout, token=settings.grpc_token)
         self.registry = StreamRegistry(
             settings.max_streams_per_user,
             settings.max_streams_per_worker,

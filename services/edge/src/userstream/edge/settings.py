@@ -14,6 +14,7 @@ from userstream.settings import (
     NatsSettings,
     PolicySettings,
     SettingsError,
+    grpc_token,
 )
 
 DEFAULT_PORT = 8000
@@ -92,6 +93,8 @@ class EdgeSettings:
     # that stops reading is found out by the queue limit after this much, not after megabytes in the kernel;
     # large enough that a burst of big events does not cut off a client that keeps up.
     socket_send_buffer: int = 262_144
+    # The internal plane's bearer token, sent with every call to acl (and activity, in dev); None: none.
+    grpc_token: str | None = None
     # The dev-only API and demo page; None (always, outside `userstream dev`) leaves them unmounted.
     devtools: DevToolsSettings | None = None
 
@@ -155,4 +158,5 @@ class EdgeSettings:
             header_timeout=env.number("HEADER_TIMEOUT", cls.header_timeout, minimum=0.1),
             max_header_bytes=env.integer("MAX_HEADER_BYTES", cls.max_header_bytes, minimum=1024),
             socket_send_buffer=env.integer("SOCKET_SEND_BUFFER", cls.socket_send_buffer, minimum=0),
+            grpc_token=grpc_token(env),
         )
