@@ -45,7 +45,9 @@ async def catch_up(hub: Hub, connection: Connection, subject: str, after: int, u
     """Offer ``connection`` every event of ``subject`` in ``(after, until]``, a page at a time.
 
     The caller holds ``connection`` (its join); the hold is handed over to the
-    catch-up's frontier here and released. UnavailableError propagates.
+    catch-up's frontier here and released. If the log cannot be read the
+    connection is closed (``unavailable``: the client resumes later) and
+    UnavailableError propagates.
     """
     catchup = CatchUp(after)
     connection.begin_catchup(catchup)
@@ -69,5 +71,10 @@ async def catch_up(hub: Hub, connection: Connection, subject: str, after: int, u
                 if event is not None:
                     connection.offer(event, False)
             connection.caught_up(catchup, page[-1].sequence if page else until)
+    except BaseException:
+        # Close before the frontier goes: ending the catch-up would release what other channels hold past
+        # the events it never read, and the client would resume after them (tests/reliability/test_found_bugs).
+        connection.close("unavailable")
+        raise
     finally:
         connection.end_catchup(catchup)
