@@ -22,6 +22,7 @@ from userstream.edge._timestamps import TimestampParser
 from userstream.edge.channels import Channel
 from userstream.edge.connection import Connection
 from userstream.edge.outbox import Outbox
+from userstream.edge.settings import EdgeSettings
 from userstream.edge.user_feed import UserFeed
 from userstream.eventlog.reader import LogReader
 from userstream.eventlog.subjects import USER_PREFIX
@@ -68,7 +69,7 @@ class Hub:
         on_forget: Callable[[Connection], None],
         unavailable_after: float,
         observe_lag: Callable[[float], None] | None = None,
-        catchup_page_events: int = 256,
+        catchup_page_events: int = EdgeSettings.catchup_page_events,
     ) -> None:
         self.nats = connection
         self.reader = reader

@@ -89,10 +89,10 @@ class EdgeSettings:
     header_timeout: float = 10.0
     # Bytes of request line and headers accepted; more is answered 431 and the connection closed.
     max_header_bytes: int = 16_384
-    # SO_SNDBUF of each accepted socket, in bytes (0: the kernel's autotuning, up to megabytes): a client
+    # SO_SNDBUF of each accepted socket, in bytes (0: the kernel's autotuning, up to 4 MiB and more): a client
     # that stops reading is found out by the queue limit after this much, not after megabytes in the kernel;
-    # large enough that a burst of big events does not cut off a client that keeps up.
-    socket_send_buffer: int = 262_144
+    # as large as the queue limit, so a burst of big events does not cut off a client that keeps up.
+    socket_send_buffer: int = 1_048_576
     # The internal plane's bearer token, sent with every call to acl (and activity, in dev); None: none.
     grpc_token: str | None = None
     # The dev-only API and demo page; None (always, outside `userstream dev`) leaves them unmounted.
