@@ -8,12 +8,12 @@ do is refused: publishing to ``live.>`` (a forged live event) or into the log.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import nats
+import nats.aio.client
 import nats.errors
 import pytest
 
@@ -142,6 +142,9 @@ async def test_the_edge_may_not_publish_live_events_or_into_the_log(
 
 
 async def test_no_user_no_connection(secured_nats: NatsServerProcess) -> None:
-    with pytest.raises((nats.errors.Error, OSError)):
-        await nats.connect(secured_nats.url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2)
-    await asyncio.sleep(0)
+    client = nats.aio.client.Client()
+    try:
+        with pytest.raises((nats.errors.Error, OSError)):
+            await client.connect(secured_nats.url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2)
+    finally:
+        await client.close()  # nats-py leaves the refused socket open otherwise
