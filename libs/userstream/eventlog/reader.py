@@ -110,33 +110,29 @@ class LogReader:
         """One batch; also whether the range may hold more than this replica returned (it may lag)."""
         client = self._connection.client
         inbox = client.new_inbox()
-        subscription = await client.subscribe(inbox)
+        batch = _Batch(until)
+        # A callback, not next_msg(): next_msg costs a task and a timer per message.
+        subscription = await client.subscribe(inbox, cb=batch.on_message)
         request = {"seq": after + 1, "next_by_subj": subject, "batch": limit, "max_bytes": max_bytes}
-        messages: list[StoredMessage] = []
-        last_seen = after
         try:
             await client.publish(_DIRECT_GET + self._stream, json.dumps(request).encode(), reply=inbox)
-            while True:
-                message = await subscription.next_msg(timeout=self._timeout)
-                headers = message.headers or {}
-                status = headers.get("Status")
-                if status in (_END_OF_BATCH, _NO_MESSAGE):
-                    break
-                if status is not None:
-                    raise nats.errors.Error(f"direct get answered {status} {headers.get('Description', '')}")
-                sequence = int(headers["Nats-Sequence"])
-                last_seen = sequence
-                if sequence <= until:
-                    messages.append(
-                        StoredMessage(sequence, headers["Nats-Subject"], message.data, PUBLIC_HEADER in headers)
-                    )
+            # The timeout applies to silence, not to the whole batch.
+            received = -1
+            while not batch.done.is_set():
+                if batch.seen == received:
+                    raise TimeoutError(f"no answer reading {subject} after sequence {after}")
+                received = batch.seen
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(batch.done.wait(), self._timeout)
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await subscription.unsubscribe()
+        if batch.error is not None:
+            raise nats.errors.Error(batch.error)
         # Past `until`, or a full batch: the caller goes on from the last message. A short batch that
         # ended before `until` means this replica holds nothing more yet.
-        more = last_seen < until and not messages
-        return messages, more
+        more = batch.last_seen < until and not batch.messages
+        return batch.messages, more
 
     async def _read_singly(self, subject: str, after: int, until: int) -> list[StoredMessage]:
         messages: list[StoredMessage] = []
@@ -187,6 +183,38 @@ class LogReader:
         finally:
             await asyncio.shield(_unsubscribe_quietly(subscription))
         return messages
+
+
+class _Batch:
+    """The answers to one batched direct get, up to the status message that ends them."""
+
+    __slots__ = ("done", "error", "last_seen", "messages", "seen", "until")
+
+    def __init__(self, until: int) -> None:
+        self.until = until
+        self.messages: list[StoredMessage] = []
+        self.last_seen = 0
+        self.seen = 0
+        self.error: str | None = None
+        self.done = asyncio.Event()
+
+    async def on_message(self, message: Msg) -> None:
+        if self.done.is_set():
+            return
+        self.seen += 1
+        headers = message.headers or {}
+        status = headers.get("Status")
+        if status is not None:
+            if status not in (_END_OF_BATCH, _NO_MESSAGE):
+                self.error = f"direct get answered {status} {headers.get('Description', '')}"
+            self.done.set()
+            return
+        sequence = int(headers["Nats-Sequence"])
+        self.last_seen = sequence
+        if sequence <= self.until:
+            self.messages.append(
+                StoredMessage(sequence, headers["Nats-Subject"], message.data, PUBLIC_HEADER in headers)
+            )
 
 
 def _stream_sequence(message: Msg) -> int:
