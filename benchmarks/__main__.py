@@ -22,6 +22,10 @@ SCENARIOS: dict[str, tuple[str, str]] = {
         "edge vs naive edge: fan-out throughput, latency, idle memory, reconnect storm, scale-out; JSON, table, plots",
     ),
     "edge-resume": ("benchmarks.edge_resume", "edge replay rate to one resuming client (Last-Event-ID), events/s"),
+    "catchup-bound": (
+        "benchmarks.catchup_bound",
+        "edge memory and loop responsiveness while one client resumes over a long backlog (issue 19)",
+    ),
     "edge-drain": ("benchmarks.edge_drain", "edge SIGTERM-to-exit time with 2,000 open streams"),
     "grpc-floor": ("benchmarks.grpc_floor", "grpcio's Python server per no-op call: aio, aio+uvloop, sync pools"),
     "acl": ("benchmarks.acl", "acl: GetSubject (latest, now) and CheckAccess calls/s, paced latency, CPU per call"),

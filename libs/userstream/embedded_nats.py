@@ -54,6 +54,8 @@ class NatsServerProcess:
     routes: list[str] = field(default_factory=list)
     log_file: Path | None = None
     monitor_port: int = -1
+    # A configuration file read first (the flags above override it): e.g. users and permissions.
+    config_file: Path | None = None
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -141,6 +143,8 @@ class NatsServerProcess:
             "--ports_file_dir",
             str(ports_dir),
         ]
+        if self.config_file is not None:
+            command += ["--config", str(self.config_file)]
         if self.name:
             command += ["--server_name", self.name]
         if self.cluster_port is not None:

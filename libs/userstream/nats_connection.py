@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from urllib.parse import ParseResult, urlparse
 
 import nats
 import nats.errors
@@ -80,13 +81,12 @@ class NatsConnection:
                     reconnected_cb=self._on_reconnected,
                 )
             except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
-                log.warning("nats.connect_failed", servers=self._settings.servers, error=str(exc), retry_in=backoff)
+                servers = [_without_credentials(server) for server in self._settings.servers]
+                log.warning("nats.connect_failed", servers=servers, error=str(exc), retry_in=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_CONNECT_BACKOFF)
                 continue
-            log.info(
-                "nats.connected", server=str(self._client.connected_url.netloc if self._client.connected_url else "")
-            )
+            log.info("nats.connected", server=_address(self._client.connected_url))
             self._notify(connected=True)
             return self._client
 
@@ -110,8 +110,7 @@ class NatsConnection:
 
     async def _on_reconnected(self) -> None:
         client = self._client
-        server = client.connected_url.netloc if client is not None and client.connected_url else ""
-        log.info("nats.reconnected", server=server)
+        log.info("nats.reconnected", server=_address(client.connected_url if client is not None else None))
         self._notify(connected=True)
 
     async def _on_error(self, error: Exception) -> None:
@@ -123,3 +122,15 @@ class NatsConnection:
         log.warning("nats.error", error=repr(error), suppressed=self._errors_suppressed)
         self._errors_suppressed = 0
         self._last_error_log = now
+
+
+def _address(url: ParseResult | None) -> str:
+    """``host:port`` of a server URL, never its user and password (USERSTREAM_NATS_URL may carry them)."""
+    if url is None:
+        return ""
+    return f"{url.hostname}:{url.port}" if url.port else str(url.hostname or "")
+
+
+def _without_credentials(server: str) -> str:
+    parsed = urlparse(server if "://" in server else "nats://" + server)
+    return f"{parsed.scheme}://{_address(parsed)}"

@@ -17,6 +17,8 @@ from userstream.policy import Policy, load_policy
 
 PREFIX = "USERSTREAM_"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+# A shorter shared secret can be guessed; the same bar as the edge's USERSTREAM_JWT_SECRET.
+MIN_GRPC_TOKEN_BYTES = 32
 
 
 class SettingsError(ValueError):
@@ -143,6 +145,8 @@ class GrpcServerSettings:
     shutdown_grace: float = 5.0
     # Clients reconnect (and so rebalance over replicas) after this many seconds.
     max_connection_age: float = 300.0
+    # The bearer token every call must carry (rpc/auth.py); None: calls are not authenticated.
+    token: str | None = None
 
     @classmethod
     def from_env(cls, env: Env, host: str, port: int) -> GrpcServerSettings:
@@ -151,7 +155,19 @@ class GrpcServerSettings:
             port=port,
             shutdown_grace=env.number("SHUTDOWN_GRACE", cls.shutdown_grace),
             max_connection_age=env.number("GRPC_MAX_CONNECTION_AGE", cls.max_connection_age, minimum=1.0),
+            token=grpc_token(env),
         )
+
+
+def grpc_token(env: Env) -> str | None:
+    """``USERSTREAM_GRPC_TOKEN``: the internal plane's bearer token, for its servers and clients alike."""
+    token = env.optional_text("GRPC_TOKEN")
+    if token is not None and len(token.encode()) < MIN_GRPC_TOKEN_BYTES:
+        raise SettingsError(
+            f"{PREFIX}GRPC_TOKEN is {len(token.encode())} bytes; at least {MIN_GRPC_TOKEN_BYTES} are required, "
+            "e.g. $(openssl rand -hex 32)"
+        )
+    return token
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,11 @@ def test_services_wait_for_healthy_dependencies(model: dict[str, Any]) -> None:
 def test_environment_points_at_the_stack(model: dict[str, Any]) -> None:
     for name in SERVICES:
         env = model[name]["environment"]
-        assert env["USERSTREAM_NATS_URL"].split(",") == [f"nats://{node}:4222" for node in NATS_NODES]
+        # Each service connects as its own NATS user (nats/auth.conf), to every node.
+        password = COMPOSE_ENV[f"NATS_{name.upper()}_PASSWORD"]
+        servers = [server.strip() for server in env["USERSTREAM_NATS_URL"].split(",")]
+        assert servers == [f"nats://{name}:{password}@{node}:4222" for node in NATS_NODES]
+        assert env["USERSTREAM_GRPC_TOKEN"] == COMPOSE_ENV["USERSTREAM_GRPC_TOKEN"]
         assert env["USERSTREAM_ACTIVITY_ADDR"] == f"activity:{SERVICES['activity']}"
         assert env["USERSTREAM_ACL_ADDR"] == f"acl:{SERVICES['acl']}"
         # The stream and the buckets on every node of the cluster.

@@ -204,7 +204,44 @@ def test_services_reach_each_other_by_the_configured_addresses(manifests: Manife
         env = manifests.environment(only_container(manifests.get("Deployment", name)))
         assert env["USERSTREAM_ACTIVITY_ADDR"] == f"activity:{GRPC_SERVICES['activity']}"
         assert env["USERSTREAM_ACL_ADDR"] == f"acl:{GRPC_SERVICES['acl']}"
-        assert env["USERSTREAM_NATS_URL"] == f"nats://nats:{nats_service['spec']['ports'][0]['port']}"
+        # As its own NATS user (nats/auth.conf), the password from the Secret through $(NATS_PASSWORD).
+        port = nats_service["spec"]["ports"][0]["port"]
+        assert env["USERSTREAM_NATS_URL"] == f"nats://{name}:$(NATS_PASSWORD)@nats:{port}"
+
+
+def test_internal_secrets_come_from_secrets(manifests: Manifests, overlay: str) -> None:
+    """Each service's NATS password and the gRPC token are Secret references, created by the operator in prod."""
+    for name in (*GRPC_SERVICES, "edge"):
+        entries = {e["name"]: e for e in only_container(manifests.get("Deployment", name))["env"]}
+        password = entries["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        token = entries["USERSTREAM_GRPC_TOKEN"]["valueFrom"]["secretKeyRef"]
+        assert password["key"] == name
+        # $(NATS_PASSWORD) is only expanded when the variable is defined before the URL.
+        names = list(entries)
+        assert names.index("NATS_PASSWORD") < names.index("USERSTREAM_NATS_URL")
+        for reference in (password, token):
+            secret = manifests.find("Secret", reference["name"])
+            if overlay == "prod":
+                assert secret is None
+            else:
+                assert secret is not None
+                assert reference["key"] in secret["data"]
+
+
+def test_network_policies_admit_only_the_documented_callers(manifests: Manifests) -> None:
+    policies = {policy["metadata"]["name"]: policy["spec"] for policy in manifests.of_kind("NetworkPolicy")}
+    deny = policies["userstream-default-deny"]
+    assert deny["policyTypes"] == ["Ingress"]
+    assert "ingress" not in deny
+    for workload in manifests.workloads():
+        assert labels_match(deny["podSelector"]["matchLabels"], workload["spec"]["template"]["metadata"]["labels"])
+    (acl_rule,) = policies["acl-from-edge"]["ingress"]
+    assert acl_rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "edge"}}}]
+    assert acl_rule["ports"] == [{"port": GRPC_SERVICES["acl"], "protocol": "TCP"}]
+    nats_clients = policies["nats-from-services"]["ingress"][0]
+    (expression,) = nats_clients["from"][0]["podSelector"]["matchExpressions"]
+    assert set(expression["values"]) == {"activity", "acl", "edge", "relay"}
+    assert policies["edge-ingress"]["ingress"] == [{"ports": [{"port": EDGE_PORT, "protocol": "TCP"}]}]
 
 
 def test_every_service_selects_pods_and_ports_that_exist(manifests: Manifests) -> None:
@@ -358,3 +395,9 @@ def test_prod_spreads_nats_nodes_over_machines(manifests: Manifests, overlay: st
         assert "preferredDuringSchedulingIgnoredDuringExecution" not in affinity
     else:
         assert "preferredDuringSchedulingIgnoredDuringExecution" in affinity
+
+
+def test_ingress_never_logs_stream_tokens(manifests: Manifests) -> None:
+    """EventSource sends its token in the query string; ingress-nginx's access log would keep it."""
+    annotations = manifests.get("Ingress", "edge")["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/enable-access-log"] == "false"

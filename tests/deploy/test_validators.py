@@ -20,8 +20,16 @@ from userstream.embedded_nats import nats_server_binary
 # `sleep` action is on by default from 1.30) and the newest the validator knows.
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 COMPOSE_FILE = DEPLOY / "compose" / "compose.yaml"
-# compose requires the secret to be set; the check needs some value, not a real one.
-COMPOSE_ENV = {"USERSTREAM_JWT_SECRET": "deploy-check-placeholder-secret-0123456789"}
+# compose requires the secrets to be set; the check needs some value, not a real one.
+COMPOSE_ENV = {
+    "USERSTREAM_JWT_SECRET": "deploy-check-placeholder-secret-0123456789",
+    "USERSTREAM_GRPC_TOKEN": "deploy-check-placeholder-grpc-token-0123456789",
+    "NATS_ACTIVITY_PASSWORD": "deploy-check-activity-password",
+    "NATS_ACL_PASSWORD": "deploy-check-acl-password",
+    "NATS_EDGE_PASSWORD": "deploy-check-edge-password",
+}
+# The passwords nats/auth.conf reads from the server's environment.
+NATS_PASSWORDS = ("NATS_ACTIVITY_PASSWORD", "NATS_ACL_PASSWORD", "NATS_EDGE_PASSWORD")
 BUILT_IN_KINDS = {
     "Namespace",
     "ConfigMap",
@@ -32,6 +40,7 @@ BUILT_IN_KINDS = {
     "PodDisruptionBudget",
     "HorizontalPodAutoscaler",
     "Ingress",
+    "NetworkPolicy",
 }
 
 
@@ -60,11 +69,12 @@ def test_compose_file_matches_the_compose_spec_schema() -> None:
     assert result.returncode == 0, output_of(result)
 
 
-def test_compose_refuses_to_start_without_a_jwt_secret() -> None:
+@pytest.mark.parametrize("secret", ["USERSTREAM_JWT_SECRET", "USERSTREAM_GRPC_TOKEN", *NATS_PASSWORDS])
+def test_compose_refuses_to_start_without_a_secret(secret: str) -> None:
     compose = find_tool("docker-compose")
-    result = run([compose, "-f", str(COMPOSE_FILE), "config", "--quiet"], env={"USERSTREAM_JWT_SECRET": ""})
+    result = run([compose, "-f", str(COMPOSE_FILE), "config", "--quiet"], env={**COMPOSE_ENV, secret: ""})
     assert result.returncode != 0
-    assert "USERSTREAM_JWT_SECRET" in result.stderr
+    assert secret in result.stderr
 
 
 def test_dockerfile_passes_hadolint() -> None:
@@ -83,7 +93,8 @@ def test_yaml_files_pass_yamllint() -> None:
 @pytest.mark.parametrize("node", ["nats-1", "nats-2", "nats-3"])
 def test_compose_nats_config_is_valid(node: str) -> None:
     config = DEPLOY / "compose" / "nats" / f"{node}.conf"
-    result = run([str(nats_server_binary()), "-t", "-c", str(config)])
+    env = {name: COMPOSE_ENV[name] for name in NATS_PASSWORDS}
+    result = run([str(nats_server_binary()), "-t", "-c", str(config)], env=env)
     assert result.returncode == 0, output_of(result)
 
 
@@ -96,8 +107,13 @@ def test_kubernetes_nats_config_is_valid_with_the_pod_environment(
     volume = next(v for v in pod_spec(statefulset)["volumes"] if v["name"] == "config")
     config = tmp_path / "nats.conf"
     config.write_text(manifests.get("ConfigMap", volume["configMap"]["name"])["data"]["nats.conf"])
+    (tmp_path / "auth.conf").write_text(manifests.get("ConfigMap", volume["configMap"]["name"])["data"]["auth.conf"])
     env = manifests.environment(only_container(statefulset))
     env["POD_NAME"] = "nats-0"  # from the downward API in the pod
+    # From the userstream-nats Secret in the pod (the values do not matter to the check, their presence does).
+    secret_refs = [e["name"] for e in only_container(statefulset)["env"] if "secretKeyRef" in e.get("valueFrom", {})]
+    assert sorted(secret_refs) == sorted(NATS_PASSWORDS)
+    env |= dict.fromkeys(secret_refs, "placeholder")
     result = run([str(nats_server_binary()), "-t", "-c", str(config)], env=env)
     assert result.returncode == 0, output_of(result)
 
@@ -109,3 +125,9 @@ def test_nats_config_check_catches_mistakes(tmp_path: Path) -> None:
     assert run([str(nats_server_binary()), "-t", "-c", str(config)]).returncode != 0
     config.write_text("porrt: 4222\n")
     assert run([str(nats_server_binary()), "-t", "-c", str(config)]).returncode != 0
+
+
+def test_compose_and_kubernetes_share_one_nats_auth_file() -> None:
+    compose = (DEPLOY / "compose" / "nats" / "auth.conf").read_text()
+    kubernetes = (DEPLOY / "k8s" / "base" / "nats" / "auth.conf").read_text()
+    assert compose == kubernetes

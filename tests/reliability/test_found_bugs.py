@@ -115,14 +115,23 @@ async def test_a_channel_that_cannot_catch_up_delivers_nothing_past_what_it_miss
         revoke = await stack.acl.revoke_membership("alice", "acme")
         after_revoke = await stack.page("acme", "not-for-alice")
         reader = stack.edge.runtime.reader
-        read = reader.read
+        read, read_page = reader.read, reader.read_page
 
         async def org_subject_unreachable(subject: str, after: int, until: int) -> list[StoredMessage]:
             if subject == "org.acme":
                 raise UnavailableError("injected: the log does not answer for org.acme")
             return await read(subject, after, until)
 
-        reader.read = org_subject_unreachable  # type: ignore[method-assign]  # fault injection at the log's edge
+        async def org_pages_unreachable(
+            subject: str, after: int, until: int, limit: int, max_bytes: int
+        ) -> list[StoredMessage]:
+            if subject == "org.acme":
+                raise UnavailableError("injected: the log does not answer for org.acme")
+            return await read_page(subject, after, until, limit, max_bytes)
+
+        # Fault injection at the log's edge: whole reads (repairs, probes) and pages (catch-ups).
+        reader.read = org_subject_unreachable  # type: ignore[method-assign]
+        reader.read_page = org_pages_unreachable  # type: ignore[method-assign]
         alice = await stack.stream("alice", last_event_id=before)
         try:
             events = await alice.read_to_end(timeout=10)

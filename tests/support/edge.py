@@ -16,6 +16,7 @@ import uvicorn
 from tests.support.cluster import free_port
 from tests.support.sse import HTTPResponse, request
 from userstream.edge.app import TransportExposingApp, create_app
+from userstream.edge.http_protocol import GuardedHttpToolsProtocol
 from userstream.edge.runtime import EdgeRuntime
 from userstream.edge.settings import EdgeSettings
 from userstream.settings import Env
@@ -58,12 +59,13 @@ def edge_settings(nats_url: str, acl_addr: str, secret: str, **env: str) -> Edge
 
 async def start_edge(settings: EdgeSettings, *, wait_ready: bool = True) -> RunningEdge:
     app = create_app(settings, owns_process=False)
+    GuardedHttpToolsProtocol.configure(settings)
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
         port=0,
         loop="none",
-        http="httptools",
+        http=GuardedHttpToolsProtocol,  # as `userstream edge` serves (server.py)
         lifespan="on",
         log_config=None,
         access_log=False,

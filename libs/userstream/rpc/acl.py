@@ -76,8 +76,8 @@ def subject_result_from_pb(message: pb.SubjectResult) -> Subject | CursorRefused
 class AclClient:
     """Calls the acl service. Errors arrive as domain errors (``userstream.errors``)."""
 
-    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self._channel = open_channel(address)
+    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT, token: str | None = None) -> None:
+        self._channel = open_channel(address, token)
         self._stub = pb_grpc.AclServiceStub(self._channel)
         self._timeout = timeout
 

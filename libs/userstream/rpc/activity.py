@@ -81,8 +81,8 @@ def input_to_pb(activity: ActivityInput) -> pb.Activity:
 class ActivityClient:
     """Records activities through the activity service. Errors arrive as domain errors."""
 
-    def __init__(self, address: str, timeout: float = 5.0) -> None:
-        self._channel = open_channel(address)
+    def __init__(self, address: str, timeout: float = 5.0, token: str | None = None) -> None:
+        self._channel = open_channel(address, token)
         self._stub = pb_grpc.ActivityServiceStub(self._channel)
         self._timeout = timeout
 

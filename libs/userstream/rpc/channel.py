@@ -10,6 +10,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from userstream.errors import UserstreamError
+from userstream.rpc.auth import TokenClientInterceptor
 from userstream.rpc.errors import FIELD_METADATA_KEY, error_of
 
 T = TypeVar("T")
@@ -18,10 +19,14 @@ T = TypeVar("T")
 _SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
-    """An insecure channel to ``host:port`` that balances calls over all resolved addresses."""
+def open_channel(address: str, token: str | None = None) -> grpc.aio.Channel:
+    """An insecure channel to ``host:port`` that balances calls over all resolved addresses.
+
+    ``token``: the internal plane's bearer token (``USERSTREAM_GRPC_TOKEN``), sent with every call.
+    """
     return grpc.aio.insecure_channel(
         address,
+        interceptors=[TokenClientInterceptor(token)] if token else None,
         options=[
             ("grpc.service_config", _SERVICE_CONFIG),
             ("grpc.enable_retries", 0),

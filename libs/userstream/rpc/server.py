@@ -16,6 +16,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from userstream.rpc._boundary import BoundaryRegistrar, Context, Handler
+from userstream.rpc.auth import TokenServerInterceptor
 from userstream.settings import GrpcServerSettings
 
 log = structlog.get_logger("userstream.rpc")
@@ -43,6 +44,7 @@ class GrpcServer:
         self._service_names = list(service_names)
         age_ms = int(settings.max_connection_age * 1000)
         self.server = grpc.aio.server(
+            interceptors=[TokenServerInterceptor(settings.token)] if settings.token else None,
             options=[
                 # Never share a port silently with another process.
                 ("grpc.so_reuseport", 0),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.unit.edge._events import CODEC, RecordingHub, connection, event, page
+from userstream.edge.catchup import CatchUp
 from userstream.edge.connection import Connection
 from userstream.policy import parse_policy
 
@@ -241,3 +242,72 @@ def test_close_sends_retry_then_close_and_drops_what_waits() -> None:
     conn.close("shutdown")  # once only
     conn.end()
     assert hub.forgotten == [conn]
+
+
+# -- catch-ups: delivery up to the frontier (issue 19) -----------------------------------------------
+
+
+def test_nothing_past_a_catch_up_frontier_goes_out_until_the_catch_up_reaches_it() -> None:
+    conn = connection(RecordingHub(), memberships={"acme": "member", "globex": "member"}, target=30, resumed=True)
+    catchup = CatchUp(10)
+    conn.begin_catchup(catchup)
+    conn.release()  # the join's hold, handed over to the frontier
+    conn.offer(page(25, "globex"))  # live, on another channel: past the frontier, it waits
+    conn.offer(page(11), False)
+    conn.offer(page(12), False)
+    conn.caught_up(catchup, 12)
+    assert change_ids(frames(conn)) == [11, 12]
+    conn.offer(page(13), False)
+    conn.offer(page(20), False)
+    conn.caught_up(catchup, 20)
+    assert change_ids(frames(conn)) == [13, 20]
+    conn.end_catchup(catchup)
+    queued = frames(conn)
+    assert change_ids(queued) == [25]
+    # 25 is before the connect-time head (30): the offset follows it, once no catch-up is left.
+    assert [name for name, _, _ in queued] == ["change", "offset"]
+
+
+def test_released_events_wait_for_a_catch_up_that_began_behind_them() -> None:
+    conn = connection(RecordingHub(), memberships={"acme": "member", "globex": "member"})
+    conn.release()
+    conn.hold()  # a join in progress (a new membership at 10)
+    conn.offer(page(14, "globex"))
+    conn.offer(page(16, "globex"))
+    catchup = CatchUp(10)
+    conn.begin_catchup(catchup)
+    conn.release()
+    assert change_ids(frames(conn)) == []  # 14 and 16 may not pass the catch-up's missing 11..
+    conn.offer(page(15), False)
+    conn.caught_up(catchup, 15)
+    assert change_ids(frames(conn)) == [14, 15]
+    conn.end_catchup(catchup)
+    assert change_ids(frames(conn)) == [16]
+
+
+def test_a_catch_up_reads_its_next_page_only_once_the_writer_took_the_last() -> None:
+    conn = connection(RecordingHub(), memberships={"acme": "member"}, max_bytes=8192, target=500, resumed=True)
+    catchup = CatchUp(10)
+    conn.begin_catchup(catchup)
+    conn.release()
+    assert conn.room_for(catchup)
+    for sequence in range(11, 60):
+        conn.offer(page(sequence), False)
+    conn.caught_up(catchup, 59)
+    assert not conn.room_for(catchup)  # a page is queued for the writer and more wait in the backlog
+    while conn.backlog:
+        conn.outbox.take()  # the writer takes what is queued; the next page of the backlog follows
+    conn.outbox.take()
+    assert conn.room_for(catchup)
+
+
+def test_only_the_catch_up_holding_the_frontier_back_reads() -> None:
+    conn = connection(RecordingHub(), memberships={"acme": "member", "globex": "member"})
+    behind, ahead = CatchUp(10), CatchUp(40)
+    conn.begin_catchup(behind)
+    conn.begin_catchup(ahead)
+    conn.release()
+    assert conn.room_for(behind)
+    assert not conn.room_for(ahead)
+    conn.caught_up(behind, 50)
+    assert conn.room_for(ahead)

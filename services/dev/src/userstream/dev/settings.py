@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from userstream.settings import Env
+from userstream.settings import Env, grpc_token
 
 DEFAULT_DATA_DIR = Path(".userstream")
 DEFAULT_NATS_PORT = 4222
@@ -39,6 +39,8 @@ class DevSettings:
     traffic_membership_every: int = 12
     # Lifetime of the demo tokens printed at start and minted by the demo page.
     token_ttl: float = 86400.0
+    # USERSTREAM_GRPC_TOKEN, when set: the services require it, and the dev stack's own clients send it.
+    grpc_token: str | None = None
 
     @classmethod
     def load(
@@ -71,4 +73,5 @@ class DevSettings:
                 "DEV_TRAFFIC_MEMBERSHIP_EVERY", cls.traffic_membership_every, minimum=1
             ),
             token_ttl=env.number("DEV_TOKEN_TTL", cls.token_ttl, minimum=1.0),
+            grpc_token=grpc_token(env),
         )

@@ -183,7 +183,11 @@ class DevStack:
 
     def _grpc_clients(self, addresses: Addresses) -> tuple[ActivityClient, AclClient]:
         if not self._clients:
-            self._clients = [ActivityClient(addresses.activity_addr), AclClient(addresses.acl_addr)]
+            token = self.settings.grpc_token
+            self._clients = [
+                ActivityClient(addresses.activity_addr, token=token),
+                AclClient(addresses.acl_addr, token=token),
+            ]
         activity, acl = self._clients
         assert isinstance(activity, ActivityClient)
         assert isinstance(acl, AclClient)

@@ -28,6 +28,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from userstream.edge._live_queue import subscribe_in_wire_order
+from userstream.edge.catchup import catch_up
 from userstream.edge.connection import Connection
 from userstream.edge.events import LiveEvent, decode_event
 from userstream.errors import UnavailableError
@@ -84,10 +85,9 @@ class Channel:
 
     # -- membership ---------------------------------------------------------------------------
 
-    def open(self, first: Connection) -> None:
-        """Subscribe and catch up; ``first`` (held by its join) is released when the channel is READY."""
-        self._add(first)
-        self._held.append(first)
+    def open(self, first: Connection, after: int) -> None:
+        """Subscribe and follow from the subject's end; ``first`` joins like any other once READY."""
+        self.waiting.append((first, after))
         self.hub.spawn(self._run(self._open))
 
     def admit(self, connection: Connection, after: int) -> None:
@@ -145,22 +145,20 @@ class Channel:
         return [event for event in self.ring if event.sequence > after]
 
     async def _fetch_for(self, connection: Connection, subject: str, after: int, until: int) -> None:
-        """The part a joining connection needs that the ring no longer holds."""
+        """The part a joining connection needs that the ring no longer holds, read a page at a time."""
+        released = False
         try:
-            # A read ends at a sequence of this subject (LogReader.read), but `until` may be the position
-            # the channel opened at, which can belong to another subject: with nothing on this subject at or
-            # after it, the read would wait for ever. The subject's last sequence bounds it then.
+            # A read ends at a sequence of this subject, but `until` may be the position the channel
+            # opened at, which can belong to another subject: with nothing on this subject at or after
+            # it, the read would wait for ever. The subject's last sequence bounds it then.
             last = await self.hub.reader.last_sequence(subject)
-            stored = await self._read(subject, after, min(until, last))
-            codec = self.hub.codec
-            for message in stored:
-                event = decode_event(message, codec)
-                if event is not None:
-                    connection.offer(event, False)
+            released = True  # catch_up takes the join's hold over
+            await catch_up(self.hub, connection, subject, after, min(until, last))
         except UnavailableError:
             connection.close("unavailable")
         finally:
-            connection.release()
+            if not released:
+                connection.release()
 
     # -- the live path --------------------------------------------------------------------------
 
@@ -273,10 +271,10 @@ class Channel:
             self._complete_join(connection, after)
 
     async def _open(self) -> None:
+        """Subscribe, then cover the subject from its last stored event on: older ones are read per joiner."""
         await self._subscribe()
-        until = await self.hub.reader.last_sequence(self.subject)
-        for message in await self._read(self.subject, self.covered_from, until):
-            self._emit(message)
+        if not self.last:
+            self.covered_from = self.ring_floor = await self.hub.reader.last_sequence(self.subject)
 
     async def _subscribe(self) -> None:
         """Subscribe to the live subject, once; when this returns, everything stored later arrives live."""

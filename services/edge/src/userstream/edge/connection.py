@@ -9,15 +9,20 @@ interleave exactly as in the log. Membership events are applied at their
 position, so every later event is checked against the memberships in force
 there (CONTRACT §4).
 
-What a catch-up read back from the log (a resume, a new membership, a gap
-repair) is handed to the writer a page at a time, as the client reads it: a
-resume of any length flows at the client's pace instead of overflowing the
-queue. Only what arrives live counts against the queue limit, so a client that
-stops reading is still cut off.
+What a catch-up reads back from the log for this connection (a resume, a new
+membership) is read a page at a time (``catchup.py``), and the next page only
+when the writer has taken the last one: the connection is not held for a
+catch-up but delivers up to its *frontier*, the position up to which every
+catch-up in progress has offered its events. A resume of any length costs a
+page of memory and flows at the client's pace. What a channel reads for all
+its members (a gap repair) is handed to the writer a page at a time too. Only
+what arrives live counts against the queue limit, so a client that stops
+reading is still cut off.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections import deque
 from typing import TYPE_CHECKING
@@ -32,6 +37,7 @@ from userstream.permissions import may_read_entity, may_read_public
 from userstream.policy import Policy
 
 if TYPE_CHECKING:
+    from userstream.edge.catchup import CatchUp
     from userstream.edge.hub import Hub
 
 _ids = itertools.count(1)
@@ -54,6 +60,7 @@ class Connection:
 
     __slots__ = (
         "backlog",
+        "catchups",
         "channels",
         "close_reason",
         "closed",
@@ -111,6 +118,8 @@ class Connection:
         self.held: list[Waiting] = []
         # Released, in cursor order, waiting for room in the writer's queue; see `pump`.
         self.backlog: deque[Waiting] = _NO_BACKLOG
+        # Paged reads of the log in progress for this connection; nothing past the lowest frontier goes out.
+        self.catchups: tuple[CatchUp, ...] = ()
         # Bytes of live events in `held` and `backlog`: they count against `max_bytes`.
         self.waiting = 0
         # Subjects joined, each with the sequence after which this connection needs its events.
@@ -134,7 +143,7 @@ class Connection:
             if event.repaired and event.sequence > self.channels.get(event.subject, event.sequence):
                 self._resync(event)
             return
-        if self.holds:
+        if self.holds or (self.catchups and event.sequence > self.frontier):
             self.held.append((event, live))
             if live:
                 self._count_waiting(len(event.frame))
@@ -147,16 +156,68 @@ class Connection:
         self.holds += 1
 
     def release(self) -> None:
-        """One catch-up finished; when none is left, deliver what was held, in cursor order."""
+        """One hold ended; when none is left, deliver what was held up to the frontier, in cursor order."""
         self.holds -= 1
         if self.holds or self.closed:
             return
-        if self.held:
-            merged = [*self.backlog, *self.held]
-            merged.sort(key=_sequence_of)
-            self.backlog = deque(merged)
-            self.held = []
+        self._advance()
+
+    @property
+    def frontier(self) -> float:
+        """Every catch-up in progress has offered its events up to here (infinite: none in progress)."""
+        catchups = self.catchups
+        if not catchups:
+            return float("inf")
+        return min(catchup.frontier for catchup in catchups)
+
+    def begin_catchup(self, catchup: CatchUp) -> None:
+        self.catchups = (*self.catchups, catchup)
+
+    def caught_up(self, catchup: CatchUp, frontier: int) -> None:
+        """``catchup`` has offered every event up to ``frontier``: deliver what may go out now."""
+        catchup.frontier = frontier
+        if not self.holds and not self.closed:
+            self._advance()
+
+    def end_catchup(self, catchup: CatchUp) -> None:
+        self.catchups = tuple(other for other in self.catchups if other is not catchup)
+        if not self.holds and not self.closed:
+            self._advance()
+
+    def room_for(self, catchup: CatchUp) -> bool:
+        """Whether ``catchup`` should read its next page now.
+
+        Only the catch-up that holds the frontier back reads, and only once the
+        writer has taken what was released: a catch-up costs a page at a time.
+        """
+        if self.closed:
+            return True  # to see that it is over
+        if self.holds or self.outbox.buffered >= self.max_bytes // _PAGE_FRACTION:
+            return False
+        frontier = self.frontier
+        if self.backlog and self.backlog[0][0].sequence <= frontier:
+            return False  # released events the writer has not taken yet
+        return catchup.frontier <= frontier
+
+    def _advance(self) -> None:
+        """Move what was held up to the frontier to the backlog, in cursor order, and pump it."""
+        held = self.held
+        if held:
+            held.sort(key=_sequence_of)
+            frontier = self.frontier
+            cut = len(held) if frontier == float("inf") else bisect.bisect_right(held, frontier, key=_sequence_of)
+            if cut:
+                ready = held[:cut]
+                self.held = held[cut:]
+                if self.backlog:
+                    ready = sorted([*self.backlog, *ready], key=_sequence_of)
+                self.backlog = deque(ready)
         self.pump()
+
+    def _wake_catchups(self) -> None:
+        for catchup in self.catchups:
+            if self.room_for(catchup):
+                catchup.wake()
 
     def pump(self) -> None:
         """Move released events to the writer's queue up to a page; send `offset` once all are out.
@@ -167,13 +228,19 @@ class Connection:
         backlog = self.backlog
         page = self.max_bytes // _PAGE_FRACTION
         outbox = self.outbox
+        # Events released before a new catch-up began may lie past its frontier: they wait for it.
+        frontier = self.frontier if self.catchups else float("inf")
         while backlog and not self.holds and not self.closed and outbox.buffered < page:
+            if backlog[0][0].sequence > frontier:
+                break
             event, live = backlog.popleft()
             if live:
                 self.waiting -= len(event.frame)
             if event.sequence > self.position:  # else offered twice (a catch-up overlapping the live flow)
                 self._deliver(event)
-        if not backlog and not self.holds and not self.offset_sent and not self.closed:
+        if self.catchups:
+            self._wake_catchups()
+        elif not backlog and not self.holds and not self.offset_sent and not self.closed:
             self._send_offset()
 
     def _enqueue(self, event: LiveEvent, live: bool) -> None:
@@ -262,6 +329,8 @@ class Connection:
         self.held = []
         self.backlog = _NO_BACKLOG
         self.waiting = 0
+        for catchup in self.catchups:
+            catchup.wake()  # to stop reading
 
     def _resync(self, missed: LiveEvent) -> None:
         """The live flow lost an event this stream needed and newer ones already went out.

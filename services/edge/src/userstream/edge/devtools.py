@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
+import structlog
 from litestar import Litestar, Request, Response, Router, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
@@ -41,6 +42,8 @@ from userstream.errors import AlreadyExistsError, InvalidArgumentError, NotFound
 from userstream.events.model import ActivityInput, Tx
 from userstream.rpc.activity import ActivityClient
 from userstream.tokens import TokenError, issue_token
+
+log = structlog.get_logger("userstream.edge")
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -89,10 +92,10 @@ class DevTools:
     lifespan: Callable[[Litestar], AbstractAsyncContextManager[None]]
 
 
-def mount_devtools(settings: DevToolsSettings, jwt_secret: str) -> DevTools:
+def mount_devtools(settings: DevToolsSettings, jwt_secret: str, grpc_token: str | None = None) -> DevTools:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.dev_activity = ActivityClient(settings.activity_addr)
+        app.state.dev_activity = ActivityClient(settings.activity_addr, token=grpc_token)
         try:
             yield
         finally:
@@ -226,5 +229,7 @@ async def _call(pending: Awaitable[R], runtime: EdgeRuntime) -> R:
     except NotFoundError as error:
         raise NotFoundHTTPError(str(error)) from None
     except UserstreamError as error:
-        raise UnavailableHTTPError(f"the service did not answer: {error}", runtime.settings.retry_after) from None
+        # The gRPC details (status, the service's address) go to the log, not into the response.
+        log.warning("devtools.call_failed", error=str(error))
+        raise UnavailableHTTPError("the service did not answer", runtime.settings.retry_after) from None
     return result

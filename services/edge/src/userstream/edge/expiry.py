@@ -1,8 +1,9 @@
-"""Closing streams when their token expires, with one timer for the whole worker.
+"""Closing streams when their token expires (or their lifetime ends), with one timer for the whole worker.
 
 A timer per stream costs memory on every idle stream; expiries are kept in
 one-second buckets instead, and a single task closes the due ones each second
-(a stream may outlive its token by under a second).
+(a stream may outlive its token by under a second). Anonymous streams have a
+second wheel for their maximum lifetime (``max-lifetime``, with a ``retry:``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ TOKEN_EXPIRED = "token-expired"  # noqa: S105  # a close reason, not a secret
 
 
 class ExpiryWheel:
-    def __init__(self) -> None:
+    def __init__(self, reason: str = TOKEN_EXPIRED, retry_ms: int | None = None) -> None:
+        self._reason = reason
+        self._retry_ms = retry_ms
         self._buckets: dict[int, set[Connection]] = {}
         self._bucket_of: dict[Connection, int] = {}
 
@@ -43,7 +46,7 @@ class ExpiryWheel:
         for second in [second for second in self._buckets if second <= now]:
             for connection in self._buckets.pop(second):
                 self._bucket_of.pop(connection, None)
-                connection.close(TOKEN_EXPIRED)
+                connection.close(self._reason, retry_ms=self._retry_ms)
 
     async def run(self) -> None:
         while True:

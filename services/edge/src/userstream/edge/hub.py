@@ -22,6 +22,7 @@ from userstream.edge._timestamps import TimestampParser
 from userstream.edge.channels import Channel
 from userstream.edge.connection import Connection
 from userstream.edge.outbox import Outbox
+from userstream.edge.settings import EdgeSettings
 from userstream.edge.user_feed import UserFeed
 from userstream.eventlog.reader import LogReader
 from userstream.eventlog.subjects import USER_PREFIX
@@ -68,11 +69,13 @@ class Hub:
         on_forget: Callable[[Connection], None],
         unavailable_after: float,
         observe_lag: Callable[[float], None] | None = None,
+        catchup_page_events: int = EdgeSettings.catchup_page_events,
     ) -> None:
         self.nats = connection
         self.reader = reader
         self._codec = codec
         self.ring_size = ring_size
+        self.catchup_page_events = catchup_page_events
         self._on_forget = on_forget
         self.unavailable_after = unavailable_after
         self.observe_lag = observe_lag
@@ -115,7 +118,7 @@ class Hub:
         if channel is None:
             channel = Channel(self, subject, covered_from=after)
             self.channels[subject] = channel
-            channel.open(connection)
+            channel.open(connection, after)
         else:
             channel.admit(connection, after)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -33,6 +34,7 @@ from userstream.tokens import Principal, TokenVerifier
 log = structlog.get_logger("userstream.edge")
 
 PUBLIC_SUBJECT = ORG_PREFIX + "*"
+MAX_LIFETIME = "max-lifetime"  # the close reason of an anonymous stream at the end of its lifetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +53,12 @@ class EdgeRuntime:
         self.nats = NatsConnection(settings.nats, name="userstream-edge")
         self.log = EventLog(self.nats, settings.stream, owner=False)
         self.reader = LogReader(self.nats, settings.stream.name)
-        self.acl = AclClient(settings.acl_addr, timeout=settings.acl_timeout)
+        self.acl = AclClient(settings.acl_addr, timeout=settings.acl_timeout, token=settings.grpc_token)
         self.registry = StreamRegistry(
-            settings.max_streams_per_user, settings.max_streams_per_worker, settings.retry_after
+            settings.max_streams_per_user,
+            settings.max_streams_per_worker,
+            settings.retry_after,
+            max_anonymous=settings.max_anonymous_streams_per_worker,
         )
         self.hub = Hub(
             connection=self.nats,
@@ -62,10 +67,13 @@ class EdgeRuntime:
             ring_size=settings.channel_ring_size,
             on_forget=self._forget,
             unavailable_after=settings.nats.request_timeout * 2,
+            catchup_page_events=settings.catchup_page_events,
         )
         self._bounds = Coalescer(self.log.bounds)
         self._identity = LogIdentityWatch(self.nats, self.log, self._log_recreated)
         self._expiry = ExpiryWheel()
+        # Anonymous streams end after their lifetime and come back through the caps (their `retry:` as set).
+        self._lifetimes = ExpiryWheel(MAX_LIFETIME, retry_ms=settings.retry_ms)
         self.tokens = TokenVerifier(settings.jwt_secret)
         self._subjects = SubjectBatcher(self.acl)
         self.draining = False
@@ -81,6 +89,7 @@ class EdgeRuntime:
             loop.create_task(self._open_log()),
             loop.create_task(self._ping_forever()),
             loop.create_task(self._expiry.run()),
+            loop.create_task(self._lifetimes.run()),
             loop.create_task(self._watch_acl()),
         ]
 
@@ -147,6 +156,9 @@ class EdgeRuntime:
             if position is not Position.VALID:
                 return Opened(refetch_reason=position.value)
             requested = Cursor(bounds.log_id, requested.sequence)
+            if principal is None and bounds.last_sequence - requested.sequence > self.settings.public_resume_horizon:
+                # Anyone may ask; reading that far back is not worth it for a stream anyone can reload.
+                return Opened(refetch_reason=Position.EXPIRED.value)
         if principal is None:
             assert bounds is not None
             start = requested.sequence if requested else bounds.last_sequence
@@ -154,6 +166,9 @@ class EdgeRuntime:
                 None, SYSTEM_USER, {}, start=start, target=bounds.last_sequence, resumed=requested is not None
             )
             subjects = [PUBLIC_SUBJECT]
+            lifetime = self.settings.anonymous_stream_lifetime
+            # Spread over the last tenth, so streams opened together do not all come back together.
+            self._lifetimes.add(connection, time.time() + lifetime - random.uniform(0, lifetime / 10))  # noqa: S311
         else:
             try:
                 subject = await self._subjects.get_subject(principal.user_id, str(requested) if requested else "now")
@@ -162,7 +177,9 @@ class EdgeRuntime:
             except FailedPreconditionError:
                 return Opened(refetch_reason=Position.EXPIRED.value)
             except UserstreamError as exc:
-                raise UnavailableHTTPError(f"acl did not answer: {exc}", self.settings.retry_after) from exc
+                # The details (gRPC status, acl's address) are for the log, not for whoever asked.
+                log.warning("acl.snapshot_failed", user=principal.user_id, error=str(exc))
+                raise UnavailableHTTPError("acl did not answer", self.settings.retry_after) from exc
             start = requested.sequence if requested else parse_cursor(subject.cursor).sequence
             target = bounds.last_sequence if bounds is not None else start
             connection = self._connection(
@@ -209,10 +226,12 @@ class EdgeRuntime:
         try:
             return await self._bounds.get()
         except UnavailableError as exc:
-            raise UnavailableHTTPError(f"the log is not reachable: {exc}", self.settings.retry_after) from exc
+            log.warning("edge.log_bounds_failed", error=str(exc))
+            raise UnavailableHTTPError("the log is not reachable", self.settings.retry_after) from exc
 
     def _forget(self, connection: Connection) -> None:
         self._expiry.discard(connection)
+        self._lifetimes.discard(connection)
         self.registry.remove(connection)
         if connection.cut_off:
             self.hub.stats.slow_consumers += 1

@@ -14,10 +14,13 @@ from userstream.settings import (
     NatsSettings,
     PolicySettings,
     SettingsError,
+    grpc_token,
 )
 
 DEFAULT_PORT = 8000
 DEFAULT_ACL_ADDR = "127.0.0.1:50052"
+# HS256 with a shorter secret can be brute-forced offline from one token (RFC 7518 §3.2 asks for 256 bits).
+MIN_JWT_SECRET_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,26 @@ class EdgeSettings:
     acl_health_interval: float = 2.0
     # Milliseconds of jitter added to `retry:` when SIGTERM ends the streams, so clients return spread out.
     shutdown_retry_spread_ms: int = 5000
+    # Events of the log read per page of a catch-up (a resume, a new membership); a page is also at most
+    # queue_max_bytes / 4 bytes, and the next one is read when the client has taken the last.
+    catchup_page_events: int = 256
+    # A public stream resuming more than this many events behind the head gets `must-refetch`
+    # (cursor-expired): an anonymous client cannot make the edge read the whole retention.
+    public_resume_horizon: int = 100_000
+    # Anonymous (public) streams per worker; the other max_streams_per_worker slots stay for signed-in users.
+    max_anonymous_streams_per_worker: int = 1000
+    # Seconds an anonymous stream lasts (less up to a tenth, spread) before `close` (max-lifetime).
+    anonymous_stream_lifetime: float = 3600.0
+    # Seconds a client gets to send a request's headers once connected (or between requests); then closed.
+    header_timeout: float = 10.0
+    # Bytes of request line and headers accepted; more is answered 431 and the connection closed.
+    max_header_bytes: int = 16_384
+    # SO_SNDBUF of each accepted socket, in bytes (0: the kernel's autotuning, up to 4 MiB and more): a client
+    # that stops reading is found out by the queue limit after this much, not after megabytes in the kernel;
+    # as large as the queue limit, so a burst of big events does not cut off a client that keeps up.
+    socket_send_buffer: int = 1_048_576
+    # The internal plane's bearer token, sent with every call to acl (and activity, in dev); None: none.
+    grpc_token: str | None = None
     # The dev-only API and demo page; None (always, outside `userstream dev`) leaves them unmounted.
     devtools: DevToolsSettings | None = None
 
@@ -90,7 +113,17 @@ class EdgeSettings:
         secret = jwt_secret or env.optional_text("JWT_SECRET")
         if not secret:
             raise SettingsError("USERSTREAM_JWT_SECRET is required: the HS256 secret that signs stream tokens")
+        if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+            raise SettingsError(
+                f"USERSTREAM_JWT_SECRET is {len(secret.encode())} bytes; at least {MIN_JWT_SECRET_BYTES} are required "
+                "(a shorter HS256 secret can be guessed from one token), e.g. $(openssl rand -hex 32)"
+            )
         origins = tuple(o.strip() for o in env.text("CORS_ORIGINS", "").split(",") if o.strip())
+        if "*" in origins:
+            raise SettingsError(
+                "USERSTREAM_CORS_ORIGINS must list origins (https://app.example.com,...), not `*`: streams are "
+                "read with credentials (the token cookie), and `*` would let every web site read its visitors' streams"
+            )
         return cls(
             host=host,
             port=port,
@@ -114,4 +147,16 @@ class EdgeSettings:
             retry_after=env.integer("RETRY_AFTER", cls.retry_after, minimum=1),
             acl_health_interval=env.number("ACL_HEALTH_INTERVAL", cls.acl_health_interval, minimum=0.05),
             shutdown_retry_spread_ms=env.integer("SHUTDOWN_RETRY_SPREAD_MS", cls.shutdown_retry_spread_ms, minimum=0),
+            catchup_page_events=env.integer("CATCHUP_PAGE_EVENTS", cls.catchup_page_events, minimum=1),
+            public_resume_horizon=env.integer("PUBLIC_RESUME_HORIZON", cls.public_resume_horizon, minimum=0),
+            max_anonymous_streams_per_worker=env.integer(
+                "MAX_ANONYMOUS_STREAMS_PER_WORKER", cls.max_anonymous_streams_per_worker, minimum=0
+            ),
+            anonymous_stream_lifetime=env.number(
+                "ANONYMOUS_STREAM_LIFETIME", cls.anonymous_stream_lifetime, minimum=1.0
+            ),
+            header_timeout=env.number("HEADER_TIMEOUT", cls.header_timeout, minimum=0.1),
+            max_header_bytes=env.integer("MAX_HEADER_BYTES", cls.max_header_bytes, minimum=1024),
+            socket_send_buffer=env.integer("SOCKET_SEND_BUFFER", cls.socket_send_buffer, minimum=0),
+            grpc_token=grpc_token(env),
         )

@@ -4,7 +4,8 @@
  *   <script src="https://edge.example/client.js"></script>
  *   const stream = userstream.connect({
  *     url: "https://edge.example/me/stream",   // default: /me/stream on this page's origin
- *     key: currentUserId,                      // one shared stream per key (per user) and origin
+ *     key: currentUserId,                      // required: tabs with the same key (and origin) share
+ *                                              // one stream, so it must name the signed-in user
  *     token: () => fetchStreamToken(),         // a string, or a function (may return a Promise);
  *                                              // omitted: the `userstream_token` cookie is used
  *     sourceId: mySourceId,                    // changes whose tx.sourceId is this are not delivered
@@ -31,7 +32,6 @@
   var VERSION = "1";
   var DEFAULTS = {
     url: "/me/stream",
-    key: "default",
     initialDelay: 500, // ms before the first reconnect after a failure; doubles up to maxDelay
     maxDelay: 30000,
     closeDelay: 3000, // ms before reconnecting after the server's `close` (shutdown, slow-consumer)
@@ -61,6 +61,10 @@
     for (name in DEFAULTS) options[name] = DEFAULTS[name];
     for (name in userOptions || {}) options[name] = userOptions[name];
 
+    // No default: with one shared key, a tab signed in as B would follow the stream of A's tab.
+    if (typeof options.key !== "string" || options.key === "") {
+      throw new TypeError("userstream.connect: `key` is required, e.g. the signed-in user's id");
+    }
     var streamUrl = new URL(options.url, global.location.href);
     var scope = streamUrl.origin + streamUrl.pathname + "|" + options.key;
     var cursorKey = "userstream:cursor:" + scope;
