@@ -27,7 +27,7 @@ import pytest
 from tests.deploy import podman
 from tests.deploy.compose_stack import ComposeStack, Container
 from tests.deploy.conftest import find_tool, output_of, report, run
-from tests.deploy.test_validators import COMPOSE_FILE
+from tests.deploy.test_validators import COMPOSE_FILE, NATS_PASSWORDS
 from tests.support.sse import SSEStream, request
 from userstream.errors import UnavailableError
 from userstream.events import ActivityInput
@@ -54,6 +54,7 @@ RECONNECT_PAUSE = 0.2
 class Stack:
     compose: ComposeStack
     secret: str
+    grpc_token: str
 
     def one(self, service: str) -> Container:
         (container,) = self.compose.replicas(service)
@@ -72,10 +73,14 @@ class Stack:
 def stack(container_image: str, request: pytest.FixtureRequest) -> Iterator[Stack]:
     compose = find_tool("docker-compose")
     secret = secrets.token_hex(32)
+    grpc_token = secrets.token_hex(32)
     project = f"userstream-e2e-{os.getpid()}"
+    # Every secret compose.yaml requires, fresh for this run (the NATS users' passwords included).
+    env = {"USERSTREAM_JWT_SECRET": secret, "USERSTREAM_GRPC_TOKEN": grpc_token}
+    env |= {name: secrets.token_hex(16) for name in NATS_PASSWORDS}
     resolved = run(
         [compose, "-f", str(COMPOSE_FILE), "--project-name", project, "config", "--format", "json"],
-        env={"USERSTREAM_JWT_SECRET": secret},
+        env=env,
     )
     assert resolved.returncode == 0, output_of(resolved)
     model: dict[str, Any] = json.loads(resolved.stdout)
@@ -90,7 +95,7 @@ def stack(container_image: str, request: pytest.FixtureRequest) -> Iterator[Stac
     try:
         stack.up(SERVICES, HEALTH_TIMEOUT)
         report(request.config, f"compose stack {SERVICES} healthy in {time.monotonic() - started:.1f} s")
-        yield Stack(stack, secret)
+        yield Stack(stack, secret, grpc_token)
     finally:
         stack.down()
 
@@ -179,7 +184,7 @@ async def test_events_stream_through_the_containers_across_a_nats_node_and_an_ed
     stack: Stack, request: pytest.FixtureRequest
 ) -> None:
     compose = stack.compose
-    client = ActivityClient(stack.activity_address, timeout=10.0)
+    client = ActivityClient(stack.activity_address, timeout=10.0, token=stack.grpc_token)
     token = issue_token("alice", stack.secret, 3600)
     edges = stack.edges
     start = await record(client, ActivityInput(type="membership.created", organization_id="acme", user_id="alice",
