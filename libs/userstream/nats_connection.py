@@ -36,6 +36,8 @@ class NatsConnection:
         self._listeners: list[StateListener] = []
         self._errors_suppressed = 0
         self._last_error_log = 0.0
+        # Times the client reconnected after losing its server (for the services' metrics).
+        self.reconnects = 0
 
     @property
     def client(self) -> Client:
@@ -112,6 +114,7 @@ class NatsConnection:
         client = self._client
         server = client.connected_url.netloc if client is not None and client.connected_url else ""
         log.info("nats.reconnected", server=server)
+        self.reconnects += 1
         self._notify(connected=True)
 
     async def _on_error(self, error: Exception) -> None:

@@ -65,6 +65,10 @@ class Env:
             raise SettingsError(f"{PREFIX}{name}={raw} must be a finite number")
         return value
 
+    def standard(self, name: str) -> str:
+        """A variable outside the ``USERSTREAM_`` prefix, named by a standard (``OTEL_*``), stripped."""
+        return self._environ.get(name, "").strip()
+
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.text(name, default).lower()
         if value not in choices:

@@ -14,9 +14,11 @@ import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from userstream.rpc._boundary import BoundaryRegistrar, Context, Handler
 from userstream.settings import GrpcServerSettings
+from userstream.tracing import Tracing
 
 log = structlog.get_logger("userstream.rpc")
 
@@ -38,11 +40,20 @@ class GrpcServer:
     dependencies are ready, and back when they are lost.
     """
 
-    def __init__(self, settings: GrpcServerSettings, service_names: Sequence[str]) -> None:
+    def __init__(
+        self, settings: GrpcServerSettings, service_names: Sequence[str], *, tracing: Tracing | None = None
+    ) -> None:
         self._settings = settings
         self._service_names = list(service_names)
         age_ms = int(settings.max_connection_age * 1000)
+        # Server spans from OpenTelemetry's own gRPC instrumentation; with tracing off, no interceptor at all
+        # (an interceptor runs on every call, see _boundary).
+        interceptors = None
+        if tracing is not None:
+            # The instrumentation package ships no type hints.
+            interceptors = [aio_server_interceptor(tracer_provider=tracing.provider)]  # type: ignore[no-untyped-call]
         self.server = grpc.aio.server(
+            interceptors=interceptors,
             options=[
                 # Never share a port silently with another process.
                 ("grpc.so_reuseport", 0),

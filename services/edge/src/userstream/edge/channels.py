@@ -37,7 +37,6 @@ from userstream.eventlog.subjects import (
     PUBLIC_HEADER,
     SEQUENCE_HEADER,
     SUBJECT_HEADER,
-    TIMESTAMP_HEADER,
     live_subject,
 )
 
@@ -184,10 +183,16 @@ class Channel:
             self.pending.appendleft(message)
             self._begin(lambda: self._repair(subject, expected, previous))
             return
-        self._emit(StoredMessage(sequence, subject, message.data, PUBLIC_HEADER in headers), live=True)
-        self.hub.observe(headers.get(TIMESTAMP_HEADER))
+        # The hub measures (lag, and the fan-out span when tracing) around `emit_live`.
+        self.hub.fan_out(self, StoredMessage(sequence, subject, message.data, PUBLIC_HEADER in headers), headers)
 
-    def _emit(self, message: StoredMessage, *, live: bool = False, repaired: bool = False) -> None:
+    def emit_live(self, message: StoredMessage, stored_at: float | None) -> None:
+        """An event of the live flow, stored in the log at ``stored_at`` (seconds since the epoch)."""
+        self._emit(message, live=True, stored_at=stored_at)
+
+    def _emit(
+        self, message: StoredMessage, *, live: bool = False, repaired: bool = False, stored_at: float | None = None
+    ) -> None:
         """Decode and frame once, then offer to every member.
 
         ``live``: from the live subject, not a read. ``repaired``: found by a gap
@@ -200,6 +205,7 @@ class Channel:
         if event is None:
             return
         event.repaired = repaired
+        event.stored_at = stored_at
         self.hub.stats.events += 1
         self._remember(event)
         self._offer(event, live)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -17,6 +19,7 @@ from userstream.edge.acl_batcher import SubjectBatcher
 from userstream.edge.connection import Connection
 from userstream.edge.errors import UnavailableHTTPError
 from userstream.edge.expiry import ExpiryWheel
+from userstream.edge.fanout_trace import FanoutTracer
 from userstream.edge.hub import Hub
 from userstream.edge.registry import StreamRegistry
 from userstream.edge.settings import EdgeSettings
@@ -29,6 +32,7 @@ from userstream.permissions import SYSTEM_USER
 from userstream.rpc.acl import AclClient
 from userstream.rpc.channel import is_serving
 from userstream.tokens import Principal, TokenVerifier
+from userstream.tracing import start_tracing
 
 log = structlog.get_logger("userstream.edge")
 
@@ -63,6 +67,11 @@ class EdgeRuntime:
             on_forget=self._forget,
             unavailable_after=settings.nats.request_timeout * 2,
         )
+        self.tracing = start_tracing("userstream-edge", settings.tracing)
+        if self.tracing is not None:
+            self.hub.tracer = FanoutTracer(self.tracing)
+        # Seconds acl took for a connect's GetSubject; set by the metrics (None: not measured).
+        self.observe_acl: Callable[[float], None] | None = None
         self._bounds = Coalescer(self.log.bounds)
         self._identity = LogIdentityWatch(self.nats, self.log, self._log_recreated)
         self._expiry = ExpiryWheel()
@@ -117,6 +126,9 @@ class EdgeRuntime:
         await self.acl.close()
         await self.log.close()
         await self.nats.close()
+        if self.tracing is not None:
+            # Off the loop: the exporter's final flush is a blocking HTTP request.
+            await asyncio.to_thread(self.tracing.shutdown)
 
     # -- connect ------------------------------------------------------------------------------------
 
@@ -135,6 +147,9 @@ class EdgeRuntime:
             raise
         if opened.connection is None:
             self.registry.unreserve(user_id)
+            if opened.refetch_reason is not None:
+                refetches = self.hub.stats.must_refetch
+                refetches[opened.refetch_reason] = refetches.get(opened.refetch_reason, 0) + 1
         return opened
 
     async def _open(self, principal: Principal | None, requested: Cursor | None) -> Opened:
@@ -155,6 +170,7 @@ class EdgeRuntime:
             )
             subjects = [PUBLIC_SUBJECT]
         else:
+            asked = time.perf_counter()
             try:
                 subject = await self._subjects.get_subject(principal.user_id, str(requested) if requested else "now")
             except CursorRefusedError as refused:
@@ -163,6 +179,9 @@ class EdgeRuntime:
                 return Opened(refetch_reason=Position.EXPIRED.value)
             except UserstreamError as exc:
                 raise UnavailableHTTPError(f"acl did not answer: {exc}", self.settings.retry_after) from exc
+            finally:
+                if self.observe_acl is not None:
+                    self.observe_acl(time.perf_counter() - asked)
             start = requested.sequence if requested else parse_cursor(subject.cursor).sequence
             target = bounds.last_sequence if bounds is not None else start
             connection = self._connection(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from userstream.policy import Policy
@@ -15,6 +15,7 @@ from userstream.settings import (
     PolicySettings,
     SettingsError,
 )
+from userstream.tracing import TracingSettings
 
 DEFAULT_PORT = 8000
 DEFAULT_ACL_ADDR = "127.0.0.1:50052"
@@ -74,6 +75,13 @@ class EdgeSettings:
     shutdown_retry_spread_ms: int = 5000
     # The dev-only API and demo page; None (always, outside `userstream dev`) leaves them unmounted.
     devtools: DevToolsSettings | None = None
+    # OpenTelemetry (the standard OTEL_* variables); off unless an OTLP endpoint is set.
+    tracing: TracingSettings = field(default_factory=TracingSettings)
+    # Where workers share their metrics (PROMETHEUS_MULTIPROC_DIR; `userstream edge --workers N` sets it).
+    # None: /metrics reports this worker alone.
+    metrics_dir: str | None = None
+    # Seconds between copies of a worker's metrics into the shared directory (several workers only).
+    metrics_sync_interval: float = 1.0
 
     @classmethod
     def load(
@@ -114,4 +122,7 @@ class EdgeSettings:
             retry_after=env.integer("RETRY_AFTER", cls.retry_after, minimum=1),
             acl_health_interval=env.number("ACL_HEALTH_INTERVAL", cls.acl_health_interval, minimum=0.05),
             shutdown_retry_spread_ms=env.integer("SHUTDOWN_RETRY_SPREAD_MS", cls.shutdown_retry_spread_ms, minimum=0),
+            tracing=TracingSettings.from_env(env),
+            metrics_dir=env.standard("PROMETHEUS_MULTIPROC_DIR") or None,
+            metrics_sync_interval=env.number("METRICS_SYNC_INTERVAL", cls.metrics_sync_interval, minimum=0.05),
         )
