@@ -61,7 +61,7 @@ class OtlpReceiver:
                 self.end_headers()
                 self.wfile.write(answer)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  # the base class's name
+            def log_message(self, format: str, *args: Any) -> None:  # the base class's name
                 return
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -91,18 +91,18 @@ class OtlpReceiver:
             resource = {item.key: _value(item.value) for item in resource_spans.resource.attributes}
             service = str(resource.get("service.name", ""))
             for scope_spans in resource_spans.scope_spans:
-                for span in scope_spans.spans:
-                    spans.append(
-                        ReceivedSpan(
-                            service=service,
-                            name=span.name,
-                            kind=span.kind,
-                            trace_id=span.trace_id.hex(),
-                            span_id=span.span_id.hex(),
-                            parent_span_id=span.parent_span_id.hex(),
-                            attributes={item.key: _value(item.value) for item in span.attributes},
-                        )
+                spans.extend(
+                    ReceivedSpan(
+                        service=service,
+                        name=span.name,
+                        kind=span.kind,
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_span_id=span.parent_span_id.hex(),
+                        attributes={item.key: _value(item.value) for item in span.attributes},
                     )
+                    for span in scope_spans.spans
+                )
         with self._lock:
             self.requests += 1
             self.spans.extend(spans)
