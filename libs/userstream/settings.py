@@ -147,14 +147,18 @@ class GrpcServerSettings:
     shutdown_grace: float = 5.0
     # Clients reconnect (and so rebalance over replicas) after this many seconds.
     max_connection_age: float = 300.0
+    # Port of the service's Prometheus endpoint (GET /metrics, on `host`); None: no metrics, no per-call cost.
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, env: Env, host: str, port: int) -> GrpcServerSettings:
+        metrics_port = env.optional_text("METRICS_PORT")
         return cls(
             host=host,
             port=port,
             shutdown_grace=env.number("SHUTDOWN_GRACE", cls.shutdown_grace),
             max_connection_age=env.number("GRPC_MAX_CONNECTION_AGE", cls.max_connection_age, minimum=1.0),
+            metrics_port=env.integer("METRICS_PORT", 0, minimum=0, maximum=65535) if metrics_port else None,
         )
 
 

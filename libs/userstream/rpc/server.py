@@ -16,7 +16,9 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
+from userstream.nats_connection import NatsConnection
 from userstream.rpc._boundary import BoundaryRegistrar, Context, Handler
+from userstream.rpc.metrics import RpcMetrics
 from userstream.settings import GrpcServerSettings
 from userstream.tracing import Tracing
 
@@ -41,7 +43,12 @@ class GrpcServer:
     """
 
     def __init__(
-        self, settings: GrpcServerSettings, service_names: Sequence[str], *, tracing: Tracing | None = None
+        self,
+        settings: GrpcServerSettings,
+        service_names: Sequence[str],
+        *,
+        tracing: Tracing | None = None,
+        nats: NatsConnection | None = None,
     ) -> None:
         self._settings = settings
         self._service_names = list(service_names)
@@ -68,10 +75,14 @@ class GrpcServer:
             self.server,
         )
         self.port = 0
+        # Call latency and a /metrics endpoint only when a metrics port is configured: else no per-call work.
+        self.metrics = RpcMetrics(nats) if settings.metrics_port is not None else None
+        self.metrics_port = 0
 
     def add(self, registrar: Registrar, servicer: Any) -> None:
         """Register ``servicer`` with its methods inside the boundary (logging, error mapping)."""
-        registrar(servicer, BoundaryRegistrar(self.server))
+        observe = self.metrics.observe if self.metrics is not None else None
+        registrar(servicer, BoundaryRegistrar(self.server, observe))
 
     async def start(self) -> int:
         """Bind and start; returns the bound port (useful with port 0)."""
@@ -85,6 +96,9 @@ class GrpcServer:
         await self.server.start()
         await self.set_serving(serving=False)
         log.info("rpc.listening", host=self._settings.host, port=self.port)
+        if self.metrics is not None and self._settings.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(self._settings.host, self._settings.metrics_port)
+            log.info("rpc.metrics_listening", host=self._settings.host, port=self.metrics_port)
         return self.port
 
     async def set_serving(self, *, serving: bool) -> None:
@@ -96,4 +110,6 @@ class GrpcServer:
         """Report NOT_SERVING, then give in-flight calls the grace period to finish."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self._settings.shutdown_grace)
+        if self.metrics is not None:
+            self.metrics.stop()
         log.info("rpc.stopped")

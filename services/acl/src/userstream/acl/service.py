@@ -70,7 +70,7 @@ class AclService:
             limits=settings.limits,
             attempts=tuning.mutation_attempts,
         )
-        self.server = GrpcServer(settings.server, [SERVICE_NAME])
+        self.server = GrpcServer(settings.server, [SERVICE_NAME], nats=self.connection)
         self.server.add(
             pb_grpc.add_AclServiceServicer_to_server, AclServicer(queries, mutations, self.roles, self.readiness)
         )

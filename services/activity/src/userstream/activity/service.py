@@ -29,7 +29,7 @@ class ActivityService:
         self.connection = NatsConnection(settings.nats, name="userstream-activity")
         self.log = EventLog(self.connection, settings.stream, owner=True)
         self.tracing = start_tracing("userstream-activity", settings.tracing)
-        self.server = GrpcServer(settings.server, [SERVICE_NAME], tracing=self.tracing)
+        self.server = GrpcServer(settings.server, [SERVICE_NAME], tracing=self.tracing, nats=self.connection)
         self.server.add(
             pb_grpc.add_ActivityServiceServicer_to_server,
             ActivityServicer(
