@@ -249,13 +249,35 @@ class Backbone:
             self.nats.stop()
 
 
+def start_activity(backbone: Backbone, tag: str, extra_env: dict[str, str]) -> Service:
+    """Another activity service on the backbone's NATS (say, with tracing on), waiting until it listens."""
+    service = _spawn(
+        f"activity-{tag}",
+        pinned([str(BIN / "userstream"), "activity", "--port", "0"], backbone.cpus),
+        backbone.root,
+        _env(NATS_URL=backbone.nats.url) | extra_env,
+    )
+    service.address = f"127.0.0.1:{_grpc_port(service, time.monotonic() + _START_TIMEOUT)}"
+    return service
+
+
 EDGE_KINDS = ("userstream", "naive")
 
 
-def start_edge(kind: str, backbone: Backbone, cpus: str | None, workers: int = 1, tag: str = "") -> Service:
-    """``userstream edge`` or the naive edge on a free port, waiting until it serves streams."""
+def start_edge(
+    kind: str,
+    backbone: Backbone,
+    cpus: str | None,
+    workers: int = 1,
+    tag: str = "",
+    extra_env: dict[str, str] | None = None,
+) -> Service:
+    """``userstream edge`` or the naive edge on a free port, waiting until it serves streams.
+
+    ``extra_env``: variables set as named (``OTEL_*``, ``PYTHONPATH``).
+    """
     port = free_port()
-    env = _env(NATS_URL=backbone.nats.url, ACL_ADDR=backbone.acl.address)
+    env = _env(NATS_URL=backbone.nats.url, ACL_ADDR=backbone.acl.address) | (extra_env or {})
     if kind == "userstream":
         command = [str(BIN / "userstream"), "edge", "--port", str(port), "--workers", str(workers)]
         probe = f"http://127.0.0.1:{port}/readyz"

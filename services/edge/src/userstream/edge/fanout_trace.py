@@ -13,6 +13,7 @@ from __future__ import annotations
 from opentelemetry.trace import Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from userstream.cursor import CursorCodec
 from userstream.tracing import TRACEPARENT_HEADER, Tracing, is_sampled
 
 SPAN_NAME = "userstream.edge.fan_out"
@@ -26,8 +27,8 @@ class FanoutTracer:
         self._tracer = tracing.tracer
         self._propagator = TraceContextTextMapPropagator()
 
-    def start(self, traceparent: str | None, subject: str, cursor: str) -> Span | None:
-        """The span of one event's fan-out, or None when the event's trace is not being recorded."""
+    def start(self, traceparent: str | None, subject: str, sequence: int, codec: CursorCodec) -> Span | None:
+        """The span of one event's fan-out, or None (at the cost of a header lookup) when its trace is not sampled."""
         if traceparent is None or not is_sampled(traceparent):
             return None
         parent = self._propagator.extract({TRACEPARENT_HEADER: traceparent})
@@ -35,7 +36,11 @@ class FanoutTracer:
             SPAN_NAME,
             context=parent,
             kind=SpanKind.CONSUMER,
-            attributes={"messaging.system": "nats", "messaging.destination.name": subject, "userstream.cursor": cursor},
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": subject,
+                "userstream.cursor": codec.encode(sequence),
+            },
         )
 
     @staticmethod

@@ -138,7 +138,7 @@ class Hub:
         if tracer is None:
             channel.emit_live(message, stored)
         else:
-            span = tracer.start(headers.get(TRACEPARENT_HEADER), message.subject, self.codec.encode(message.sequence))
+            span = tracer.start(headers.get(TRACEPARENT_HEADER), message.subject, message.sequence, self._codec())
             channel.emit_live(message, stored)
             if span is not None:
                 tracer.end(span, stats.deliveries - before)
