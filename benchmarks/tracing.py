@@ -14,6 +14,12 @@ tracing.
 
     python -m benchmarks tracing --quick       # ≤ 3 min on 2 cores
     python -m benchmarks tracing --rounds 5 --json build/tracing.json
+    python -m benchmarks tracing --micro       # the fan-out path alone, in process (≤ 2 min)
+
+``--micro`` measures the same four edges without NATS, sockets or load
+generators: one worker's hub fed messages directly (``_fanout_driver``), a
+fresh process per measurement, alternating. On a machine shared with other
+work it is the steadier of the two: it counts only the fan-out's own CPU.
 
 Goal (issue 18): *off* costs nothing measurable, 1 % costs ≤ 5 %.
 """
@@ -23,8 +29,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,7 +42,7 @@ from typing import Any
 import uvloop
 
 from benchmarks._publisher import Publisher
-from benchmarks._stack import Service, start_activity
+from benchmarks._stack import Service, pinned, start_activity
 from benchmarks.edge import _pinning
 from benchmarks.harness import Harness
 from benchmarks.scenarios import settle
@@ -88,6 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--edge-cpus", default="0", help="CPUs of the edge under test ('' for no pinning)")
     parser.add_argument("--load-cpus", default="1", help="CPUs of everything else ('' for no pinning)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--micro", action="store_true", help="the fan-out path alone, in process, alternating")
+    parser.add_argument("--events", type=int, default=20_000, help="events per --micro measurement (default 20,000)")
+    parser.add_argument("--streams", type=int, default=20, help="streams per event in --micro (default 20)")
 
 
 def _baseline_ref(given: str | None) -> str:
@@ -204,6 +215,59 @@ async def _run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     return results
 
 
+def _micro(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    rounds = args.rounds or (5 if args.quick else 11)
+    ref = _baseline_ref(args.baseline)
+    baseline_dir = root / "baseline"
+    baseline_dir.mkdir()
+    baseline_path = _export(ref, baseline_dir)
+    sink = _SpanSink()
+    # variant → (PYTHONPATH or None, sampled ratio of the events' traceparents, OTLP endpoint)
+    variants: dict[str, tuple[str | None, str, str | None]] = {
+        "today": (baseline_path, "none", None),
+        "off": (None, "none", None),
+        "1%": (None, "0.01", sink.endpoint),
+        "100%": (None, "1.0", sink.endpoint),
+    }
+    results: dict[str, Any] = {"mode": "micro", "baseline": ref, "rounds": rounds, "runs": []}
+    results |= {"events": args.events, "streams": args.streams}
+    print(f"today = {ref}; {args.events:,} events × {args.streams} streams per measurement", flush=True)
+    try:
+        for index in range(rounds):
+            order = VARIANTS[index % len(VARIANTS) :] + VARIANTS[: index % len(VARIANTS)]
+            for variant in order:
+                pythonpath, ratio, endpoint = variants[variant]
+                env = dict(os.environ)
+                if pythonpath is not None:
+                    env["PYTHONPATH"] = pythonpath
+                command = [
+                    sys.executable,
+                    "-m",
+                    "benchmarks._fanout_driver",
+                    str(args.events),
+                    str(args.streams),
+                    ratio,
+                ]
+                if endpoint is not None:
+                    command.append(endpoint)
+                done = subprocess.run(
+                    pinned(command, args.edge_cpus or None), cwd=ROOT, env=env, check=True, capture_output=True
+                )
+                outcome = json.loads(done.stdout.decode().strip().splitlines()[-1])
+                outcome |= {"variant": variant, "round": index, "clean": True}
+                results["runs"].append(outcome)
+                print(
+                    f"    round {index + 1:>2} {variant:<6} {outcome['deliveries_per_cpu_second']:>11,.0f}"
+                    f" deliveries/CPU-s  ({outcome['cpu_seconds']:.3f} CPU-s)",
+                    flush=True,
+                )
+    finally:
+        sink.stop()
+    results["span_exports"] = sink.requests
+    results["summary"] = summarize(results["runs"])
+    return results
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Median deliveries per CPU-second per variant, and its ratio to *today*."""
     medians = {
@@ -232,7 +296,7 @@ def table(summary: dict[str, Any]) -> str:
 
 def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="userstream-bench-tracing-") as directory:
-        results = uvloop.run(_run(args, Path(directory)))
+        results = _micro(args, Path(directory)) if args.micro else uvloop.run(_run(args, Path(directory)))
     print(table(results["summary"]), flush=True)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -121,11 +121,3 @@ def current_traceparent() -> str | None:
     if not context.is_valid:
         return None
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
-
-
-def is_sampled(traceparent: str) -> bool:
-    """Whether a ``traceparent`` says its trace is sampled (flags bit 0), without a full parse."""
-    try:
-        return bool(int(traceparent[-2:], 16) & 1)
-    except ValueError:
-        return False

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from userstream.edge.fanout_trace import is_sampled
 from userstream.settings import Env, SettingsError
-from userstream.tracing import DEFAULT_SAMPLER, TracingSettings, current_traceparent, is_sampled
+from userstream.tracing import DEFAULT_SAMPLER, TracingSettings, current_traceparent
 
 ENDPOINT = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/"}
 
@@ -57,7 +58,9 @@ def test_bad_sampler_settings_name_the_variable(variables: dict[str, str], named
 def test_sampled_flag() -> None:
     assert is_sampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
     assert not is_sampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
-    assert not is_sampled("garbage-zz")
+    assert not is_sampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03"[:-3])  # truncated
+    assert not is_sampled("garbage-01")
+    assert not is_sampled(None)
 
 
 def test_no_current_span_no_traceparent() -> None:

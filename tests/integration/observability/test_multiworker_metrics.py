@@ -140,7 +140,7 @@ async def test_two_workers_report_the_totals_of_both(nats_server: NatsServerProc
                 assert _sample(text, "userstream_edge_deliveries_total") == received
                 assert _sample(text, "userstream_edge_open_streams") == len(streams)
                 assert _sample(text, "userstream_edge_events_total") == 2 * EVENTS  # once per worker
-                assert _sample(text, "userstream_edge_write_lag_seconds_count") == 2 * EVENTS
+                assert _sample(text, "userstream_edge_lag_seconds_count") == 2 * EVENTS
                 assert _sample(text, "userstream_edge_ready") == 1
 
             # A worker killed outright: its streams end, its live gauges leave the totals, its counts stay.

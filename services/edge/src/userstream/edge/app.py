@@ -45,7 +45,6 @@ def create_app(settings: EdgeSettings, *, owns_process: bool = True) -> Transpor
         metrics = EdgeMetrics(runtime, settings.metrics_dir, settings.metrics_sync_interval)
         app.state.metrics = parts.metrics = metrics
         runtime.hub.observe_lag = metrics.lag.observe
-        runtime.hub.observe_write_lag = metrics.write_lag.observe
         runtime.observe_acl = metrics.acl_latency.observe
         await runtime.start()
         syncing = asyncio.get_running_loop().create_task(metrics.run())

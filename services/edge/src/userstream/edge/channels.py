@@ -30,6 +30,7 @@ from nats.aio.subscription import Subscription
 from userstream.edge._live_queue import subscribe_in_wire_order
 from userstream.edge.connection import Connection
 from userstream.edge.events import LiveEvent, decode_event
+from userstream.edge.fanout_trace import is_sampled
 from userstream.errors import UnavailableError
 from userstream.eventlog.reader import StoredMessage
 from userstream.eventlog.subjects import (
@@ -39,6 +40,7 @@ from userstream.eventlog.subjects import (
     SUBJECT_HEADER,
     live_subject,
 )
+from userstream.tracing import TRACEPARENT_HEADER
 
 if TYPE_CHECKING:
     from userstream.edge.hub import Hub
@@ -183,12 +185,17 @@ class Channel:
             self.pending.appendleft(message)
             self._begin(lambda: self._repair(subject, expected, previous))
             return
-        # The hub measures (lag, and the fan-out span when tracing) around `emit_live`.
-        self.hub.fan_out(self, StoredMessage(sequence, subject, message.data, PUBLIC_HEADER in headers), headers)
-
-    def emit_live(self, message: StoredMessage, stored_at: float | None) -> None:
-        """An event of the live flow, stored in the log at ``stored_at`` (seconds since the epoch)."""
-        self._emit(message, live=True, stored_at=stored_at)
+        # The hub measures each live event's lag (and traces its fan-out when tracing is on) around the offer.
+        hub = self.hub
+        stored = hub.receiving(headers)
+        span = None
+        if hub.tracer is not None and is_sampled(traceparent := headers.get(TRACEPARENT_HEADER)):
+            span = hub.tracer.start(traceparent, subject, sequence, hub.codec)
+        delivered = hub.stats.deliveries
+        self._emit(
+            StoredMessage(sequence, subject, message.data, PUBLIC_HEADER in headers), live=True, stored_at=stored
+        )
+        hub.offered(stored, delivered, span)
 
     def _emit(
         self, message: StoredMessage, *, live: bool = False, repaired: bool = False, stored_at: float | None = None

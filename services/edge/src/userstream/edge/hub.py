@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
+from opentelemetry.trace import Span
 
 from userstream.cursor import CursorCodec
 from userstream.edge._live_queue import subscribe_in_wire_order
@@ -24,10 +25,9 @@ from userstream.edge.connection import Connection
 from userstream.edge.fanout_trace import FanoutTracer
 from userstream.edge.outbox import Outbox
 from userstream.edge.user_feed import UserFeed
-from userstream.eventlog.reader import LogReader, StoredMessage
+from userstream.eventlog.reader import LogReader
 from userstream.eventlog.subjects import TIMESTAMP_HEADER, USER_PREFIX
 from userstream.nats_connection import NatsConnection
-from userstream.tracing import TRACEPARENT_HEADER
 
 log = structlog.get_logger("userstream.edge")
 
@@ -75,7 +75,6 @@ class Hub:
         on_forget: Callable[[Connection], None],
         unavailable_after: float,
         observe_lag: Callable[[float], None] | None = None,
-        observe_write_lag: Callable[[float], None] | None = None,
         tracer: FanoutTracer | None = None,
     ) -> None:
         self.nats = connection
@@ -84,8 +83,8 @@ class Hub:
         self.ring_size = ring_size
         self._on_forget = on_forget
         self.unavailable_after = unavailable_after
+        # Seconds from an event being stored in the log to its bytes being written to client sockets.
         self.observe_lag = observe_lag
-        self.observe_write_lag = observe_write_lag
         # None when tracing is off: the fan-out path then does no tracing work at all.
         self.tracer = tracer
         self._timestamps = TimestampParser()
@@ -122,32 +121,26 @@ class Hub:
             outbox.flush()
         if self._written:
             written, self._written = self._written, []
-            if self.observe_write_lag is not None:
+            observe = self.observe_lag
+            if observe is not None:
                 now = time.time()
                 for stored in written:
-                    self.observe_write_lag(max(0.0, now - stored))
+                    observe(max(0.0, now - stored))
 
-    def fan_out(self, channel: Channel, message: StoredMessage, headers: dict[str, str]) -> None:
-        """Offer one live event to ``channel``'s members: its lag measured, its fan-out traced when tracing is on."""
+    def receiving(self, headers: dict[str, str]) -> float | None:
+        """A live event arrives: when the log stored it (seconds since the epoch), if its headers say."""
         stamp = headers.get(TIMESTAMP_HEADER)
-        stored = self._timestamps.seconds(stamp) if stamp is not None else None
-        stats = self.stats
-        before = stats.deliveries
-        self._fanning_out = stored
-        tracer = self.tracer
-        if tracer is None:
-            channel.emit_live(message, stored)
-        else:
-            span = tracer.start(headers.get(TRACEPARENT_HEADER), message.subject, message.sequence, self._codec())
-            channel.emit_live(message, stored)
-            if span is not None:
-                tracer.end(span, stats.deliveries - before)
+        stored = self._fanning_out = self._timestamps.seconds(stamp) if stamp is not None else None
+        return stored
+
+    def offered(self, stored: float | None, delivered_before: int, span: Span | None) -> None:
+        """The live event stored at ``stored`` was offered to its channel's members; ``span`` is its fan-out's."""
         self._fanning_out = None
-        if stored is not None:
-            if self.observe_lag is not None:
-                self.observe_lag(max(0.0, time.time() - stored))
-            if stats.deliveries != before:
-                self._written.append(stored)
+        deliveries = self.stats.deliveries - delivered_before
+        if span is not None:
+            FanoutTracer.end(span, deliveries)
+        if deliveries and stored is not None:
+            self._written.append(stored)  # its lag is observed when the flush writes it
 
     def join(self, connection: Connection, subject: str, after: int) -> None:
         """Make ``connection`` receive every event on ``subject`` after sequence ``after``.

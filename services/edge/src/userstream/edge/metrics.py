@@ -121,14 +121,8 @@ class EdgeMetrics:
         self.registry = CollectorRegistry()
         self.lag = Histogram(
             "userstream_edge_lag_seconds",
-            "Seconds from an event being stored in the log to this worker receiving it live.",
-            buckets=LAG_BUCKETS,
-            registry=self.registry,
-        )
-        self.write_lag = Histogram(
-            "userstream_edge_write_lag_seconds",
             "Seconds from an event being stored in the log to this worker writing it to client sockets "
-            "(events written as they arrive; those held for a slow or catching-up stream show in "
+            "(once per event written as it arrived; events held for a slow or catching-up stream show in "
             "userstream_edge_oldest_undelivered_seconds).",
             buckets=LAG_BUCKETS,
             registry=self.registry,
