@@ -111,7 +111,7 @@ async def test_one_fan_out_span_per_event_child_of_the_recording_call() -> None:
     tracing = type("Tracing", (), {"tracer": provider.get_tracer("test")})()
     nats, log = FakeNats(), FakeLog()
     hub = _hub(nats, log)
-    hub.tracer = FanoutTracer(tracing)  # type: ignore[arg-type]  # only the tracer is used
+    tracer = hub.tracer = FanoutTracer(tracing)  # type: ignore[arg-type]  # only the tracer is used
     first, second = _connection(hub, 0), _connection(hub, 0)
     await _ready(hub, first, second)
     sampled = f"00-{TRACE_ID}-{PARENT_SPAN_ID}-01"
@@ -121,6 +121,8 @@ async def test_one_fan_out_span_per_event_child_of_the_recording_call() -> None:
     malformed = f"00-{'z' * 32}-{PARENT_SPAN_ID}-01"  # looks sampled, is not a trace context: delivered, no span
     _deliver(nats, "a", 4, 3, log.store(4, "a"), **{TRACEPARENT_HEADER: malformed})
     assert change_ids(frames(first)) == change_ids(frames(second)) == [1, 2, 3, 4]
+    assert exporter.get_finished_spans() == ()  # made together, off the fan-out path
+    tracer.flush()
     (span,) = exporter.get_finished_spans()
     assert span.name == SPAN_NAME
     assert span.attributes is not None

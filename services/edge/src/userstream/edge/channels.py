@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import math
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -188,14 +189,18 @@ class Channel:
         # The hub measures each live event's lag (and traces its fan-out when tracing is on) around the offer.
         hub = self.hub
         stored = hub.receiving(headers)
-        span = None
-        if hub.tracer is not None and is_sampled(traceparent := headers.get(TRACEPARENT_HEADER)):
-            span = hub.tracer.start(traceparent, subject, sequence, hub.codec)
+        tracer = hub.tracer
+        traced: str | None = None  # the traceparent of a sampled event, when tracing is on
+        started = 0
+        if tracer is not None and is_sampled(traceparent := headers.get(TRACEPARENT_HEADER)):
+            traced, started = traceparent, time.time_ns()
         delivered = hub.stats.deliveries
         self._emit(
             StoredMessage(sequence, subject, message.data, PUBLIC_HEADER in headers), live=True, stored_at=stored
         )
-        hub.offered(stored, delivered, span)
+        if traced is not None and tracer is not None:
+            tracer.record(traced, subject, hub.codec.encode(sequence), started, hub.stats.deliveries - delivered)
+        hub.offered(stored, delivered)
 
     def _emit(
         self, message: StoredMessage, *, live: bool = False, repaired: bool = False, stored_at: float | None = None

@@ -15,7 +15,6 @@ from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
-from opentelemetry.trace import Span
 
 from userstream.cursor import CursorCodec
 from userstream.edge._live_queue import subscribe_in_wire_order
@@ -133,13 +132,10 @@ class Hub:
         stored = self._fanning_out = self._timestamps.seconds(stamp) if stamp is not None else None
         return stored
 
-    def offered(self, stored: float | None, delivered_before: int, span: Span | None) -> None:
-        """The live event stored at ``stored`` was offered to its channel's members; ``span`` is its fan-out's."""
+    def offered(self, stored: float | None, delivered_before: int) -> None:
+        """The live event stored at ``stored`` was offered to its channel's members."""
         self._fanning_out = None
-        deliveries = self.stats.deliveries - delivered_before
-        if span is not None:
-            FanoutTracer.end(span, deliveries)
-        if deliveries and stored is not None:
+        if stored is not None and self.stats.deliveries != delivered_before:
             self._written.append(stored)  # its lag is observed when the flush writes it
 
     def join(self, connection: Connection, subject: str, after: int) -> None:

@@ -92,6 +92,8 @@ class EdgeRuntime:
             loop.create_task(self._expiry.run()),
             loop.create_task(self._watch_acl()),
         ]
+        if self.hub.tracer is not None:
+            self._tasks.append(loop.create_task(self.hub.tracer.run()))
 
     @property
     def ready(self) -> bool:
@@ -127,6 +129,8 @@ class EdgeRuntime:
         await self.log.close()
         await self.nats.close()
         if self.tracing is not None:
+            if self.hub.tracer is not None:
+                self.hub.tracer.flush()
             # Off the loop: the exporter's final flush is a blocking HTTP request.
             await asyncio.to_thread(self.tracing.shutdown)
 
