@@ -269,27 +269,37 @@ def _micro(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median deliveries per CPU-second per variant, and its ratio to *today*."""
-    medians = {
-        variant: statistics.median(run["deliveries_per_cpu_second"] for run in runs if run["variant"] == variant)
-        for variant in VARIANTS
-        if any(run["variant"] == variant for run in runs)
-    }
-    today = medians.get("today")
-    return {
-        variant: {"median_deliveries_per_cpu_second": value, "vs_today": value / today if today else None}
-        for variant, value in medians.items()
-    }
+    """Per variant: the median deliveries per CPU-second, its ratio to *today*'s median, and the median of the
+    per-round ratios (each round's variants ran back to back, so a round's ratio shares its machine's load)."""
+    by_round: dict[int, dict[str, float]] = {}
+    for run in runs:
+        by_round.setdefault(run["round"], {})[run["variant"]] = run["deliveries_per_cpu_second"]
+    summary: dict[str, Any] = {}
+    today = statistics.median(round_["today"] for round_ in by_round.values() if "today" in round_)
+    for variant in VARIANTS:
+        values = [round_[variant] for round_ in by_round.values() if variant in round_]
+        paired = [
+            round_[variant] / round_["today"] for round_ in by_round.values() if {variant, "today"} <= set(round_)
+        ]
+        summary[variant] = {
+            "median_deliveries_per_cpu_second": statistics.median(values),
+            "vs_today": statistics.median(values) / today,
+            "paired_vs_today": statistics.median(paired),
+            "paired_range": [min(paired), max(paired)],
+        }
+    return summary
 
 
 def table(summary: dict[str, Any]) -> str:
-    lines = ["| edge | deliveries per CPU-second (median) | vs today |", "|---|---:|---:|"]
+    lines = [
+        "| edge | deliveries per CPU-second (median) | ÷ today's median | per-round ratio to today (median, range) |",
+        "|---|---:|---:|---:|",
+    ]
     for variant, numbers in summary.items():
-        ratio = numbers["vs_today"]
+        low, high = numbers["paired_range"]
         lines.append(
-            f"| {variant} | {numbers['median_deliveries_per_cpu_second']:,.0f} | {ratio:.3f} |"
-            if ratio is not None
-            else f"| {variant} | {numbers['median_deliveries_per_cpu_second']:,.0f} | |"
+            f"| {variant} | {numbers['median_deliveries_per_cpu_second']:,.0f} | {numbers['vs_today']:.3f}"
+            f" | {numbers['paired_vs_today']:.3f} ({low:.2f}–{high:.2f}) |"
         )
     return "\n".join(lines)
 
