@@ -8,9 +8,11 @@ from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from userstream.errors import UserstreamError
 from userstream.rpc.errors import FIELD_METADATA_KEY, error_of
+from userstream.tracing import Tracing
 
 T = TypeVar("T")
 
@@ -18,10 +20,19 @@ T = TypeVar("T")
 _SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
-    """An insecure channel to ``host:port`` that balances calls over all resolved addresses."""
+def open_channel(address: str, tracing: Tracing | None = None) -> grpc.aio.Channel:
+    """An insecure channel to ``host:port`` that balances calls over all resolved addresses.
+
+    With ``tracing``, each call is a client span (OpenTelemetry's gRPC instrumentation) whose context
+    travels in the call's metadata; without it, no interceptor at all.
+    """
+    interceptors = None
+    if tracing is not None:
+        # The instrumentation package ships no type hints.
+        interceptors = aio_client_interceptors(tracer_provider=tracing.provider)  # type: ignore[no-untyped-call]
     return grpc.aio.insecure_channel(
         address,
+        interceptors=interceptors,
         options=[
             ("grpc.service_config", _SERVICE_CONFIG),
             ("grpc.enable_retries", 0),

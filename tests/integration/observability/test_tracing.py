@@ -20,8 +20,9 @@ import pytest
 from tests.support.edge import RunningEdge, edge_settings, start_edge
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
 from tests.support.sse import open_stream
-from tests.support.stack import SECRET, start_acl_service, start_stack
+from tests.support.stack import SECRET, start_stack
 from userstream.acl.service import AclService
+from userstream.acl.settings import AclSettings
 from userstream.activity.service import ActivityService
 from userstream.activity.settings import ActivitySettings
 from userstream.cursor import parse_cursor
@@ -38,7 +39,9 @@ from userstream.tracing import TRACEPARENT_HEADER, TracingSettings
 pytestmark = pytest.mark.integration
 
 SERVER_KIND = 2  # Span.SpanKind.SPAN_KIND_SERVER
+CLIENT_KIND = 3  # Span.SpanKind.SPAN_KIND_CLIENT
 CONSUMER_KIND = 5  # Span.SpanKind.SPAN_KIND_CONSUMER
+ACL_SERVICE = "/userstream.acl.v1.AclService/"
 RECORD_ACTIVITY = "/userstream.activity.v1.ActivityService/RecordActivity"
 RECORD_ACTIVITIES = "/userstream.activity.v1.ActivityService/RecordActivities"
 # The application's own span, as its tracing would put it in the call's metadata.
@@ -50,13 +53,14 @@ APP_SPAN_ID = "00f067aa0ba902b7"
 class TracedStack:
     receiver: OtlpReceiver
     activity: ActivityService
+    acl_service: AclService
     stub: pb_grpc.ActivityServiceStub
     acl: AclClient
     edge: RunningEdge
 
     async def flush(self) -> None:
         """Export what both services buffered (the batch processor would within 5 s anyway)."""
-        for tracing in (self.activity.tracing, self.edge.runtime.tracing):
+        for tracing in (self.activity.tracing, self.acl_service.tracing, self.edge.runtime.tracing):
             assert tracing is not None
             await asyncio.to_thread(tracing.provider.force_flush)
 
@@ -87,7 +91,11 @@ async def traced(nats_server: NatsServerProcess) -> AsyncIterator[TracedStack]:
     )
     await activity.start()
     await activity.wait_ready()
-    acl_service: AclService = await start_acl_service(nats_server.url)
+    acl_service = AclService(
+        AclSettings.load(port=0, env=Env({"USERSTREAM_NATS_URL": nats_server.url, **_otel_env(receiver, "app-acl")}))
+    )
+    await acl_service.start()
+    await acl_service.wait_ready()
     acl_addr = f"127.0.0.1:{acl_service.port}"
     settings = edge_settings(nats_server.url, acl_addr, SECRET)
     tracing = TracingSettings.from_env(Env(_otel_env(receiver, "app-edge")))
@@ -95,7 +103,7 @@ async def traced(nats_server: NatsServerProcess) -> AsyncIterator[TracedStack]:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{activity.port}")
     acl = AclClient(acl_addr)
     try:
-        yield TracedStack(receiver, activity, pb_grpc.ActivityServiceStub(channel), acl, edge)
+        yield TracedStack(receiver, activity, acl_service, pb_grpc.ActivityServiceStub(channel), acl, edge)
     finally:
         await channel.close()
         await edge.stop()
@@ -189,10 +197,27 @@ async def test_an_unsampled_call_costs_the_edge_no_span(traced: TracedStack) -> 
     assert [span for span in spans if span.trace_id == APP_TRACE_ID] == []
 
 
+async def test_the_edge_asks_acl_inside_a_client_span_that_parents_acl_server_span(traced: TracedStack) -> None:
+    async with await open_stream(traced.edge.base_url, headers=_auth("alice")) as alice:
+        assert (await alice.next_event()).event == "offset"
+
+        def complete(spans: list[ReceivedSpan]) -> bool:
+            names = {(span.service, span.kind) for span in spans if span.name.startswith(ACL_SERVICE)}
+            return {("app-edge", CLIENT_KIND), ("app-acl", SERVER_KIND)} <= names
+
+        spans = await traced.spans(complete)
+    clients = [span for span in spans if span.service == "app-edge" and span.kind == CLIENT_KIND]
+    servers = {span.parent_span_id: span for span in spans if span.service == "app-acl" and span.kind == SERVER_KIND}
+    assert any(
+        client.span_id in servers and servers[client.span_id].trace_id == client.trace_id for client in clients
+    ), "acl's server span is the child of the edge's client span"
+
+
 async def test_with_tracing_off_nothing_is_traced_and_events_carry_no_context(nats_server: NatsServerProcess) -> None:
     stack = await start_stack(nats_server.url)
     try:
         assert stack.activity.service.tracing is None
+        assert stack.acl_service.tracing is None
         assert stack.edge.runtime.tracing is None
         assert stack.edge.runtime.hub.tracer is None
         cursor = await stack.page("acme")

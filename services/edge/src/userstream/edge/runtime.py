@@ -55,7 +55,8 @@ class EdgeRuntime:
         self.nats = NatsConnection(settings.nats, name="userstream-edge")
         self.log = EventLog(self.nats, settings.stream, owner=False)
         self.reader = LogReader(self.nats, settings.stream.name)
-        self.acl = AclClient(settings.acl_addr, timeout=settings.acl_timeout)
+        self.tracing = start_tracing("userstream-edge", settings.tracing)
+        self.acl = AclClient(settings.acl_addr, timeout=settings.acl_timeout, tracing=self.tracing)
         self.registry = StreamRegistry(
             settings.max_streams_per_user, settings.max_streams_per_worker, settings.retry_after
         )
@@ -67,7 +68,6 @@ class EdgeRuntime:
             on_forget=self._forget,
             unavailable_after=settings.nats.request_timeout * 2,
         )
-        self.tracing = start_tracing("userstream-edge", settings.tracing)
         if self.tracing is not None:
             self.hub.tracer = FanoutTracer(self.tracing)
         # Seconds acl took for a connect's GetSubject; set by the metrics (None: not measured).
