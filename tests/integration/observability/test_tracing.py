@@ -32,6 +32,7 @@ from userstream.eventlog.subjects import org_subject
 from userstream.proto.activity.v1 import activity_pb2 as pb
 from userstream.proto.activity.v1 import activity_pb2_grpc as pb_grpc
 from userstream.rpc.acl import AclClient
+from userstream.rpc.errors import FIELD_METADATA_KEY
 from userstream.settings import Env
 from userstream.tokens import issue_token
 from userstream.tracing import TRACEPARENT_HEADER, TracingSettings
@@ -211,6 +212,18 @@ async def test_the_edge_asks_acl_inside_a_client_span_that_parents_acl_server_sp
     assert any(
         client.span_id in servers and servers[client.span_id].trace_id == client.trace_id for client in clients
     ), "acl's server span is the child of the edge's client span"
+
+
+async def test_errors_keep_their_code_and_field_through_the_instrumentation(traced: TracedStack) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await traced.stub.RecordActivity(
+            pb.RecordActivityRequest(activity=pb.Activity(type="page.updated", organization_id="acme")), timeout=10
+        )
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert (FIELD_METADATA_KEY, "activity.entity_id") in tuple(raised.value.trailing_metadata() or ())
+    spans = await traced.spans(lambda spans: any(span.name == RECORD_ACTIVITY for span in spans))
+    (server,) = [span for span in spans if span.name == RECORD_ACTIVITY]
+    assert server.attributes["rpc.grpc.status_code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
 
 
 async def test_with_tracing_off_nothing_is_traced_and_events_carry_no_context(nats_server: NatsServerProcess) -> None:
