@@ -8,7 +8,6 @@ from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from userstream.errors import UserstreamError
 from userstream.rpc.errors import FIELD_METADATA_KEY, error_of
@@ -28,6 +27,9 @@ def open_channel(address: str, tracing: Tracing | None = None) -> grpc.aio.Chann
     """
     interceptors = None
     if tracing is not None:
+        # Imported only when tracing is on (see userstream.tracing).
+        from opentelemetry.instrumentation.grpc import aio_client_interceptors  # noqa: PLC0415
+
         # The instrumentation package ships no type hints.
         interceptors = aio_client_interceptors(tracer_provider=tracing.provider)  # type: ignore[no-untyped-call]
     return grpc.aio.insecure_channel(

@@ -14,7 +14,6 @@ import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from userstream.nats_connection import NatsConnection
 from userstream.rpc._boundary import BoundaryRegistrar, Context, Handler
@@ -57,6 +56,9 @@ class GrpcServer:
         # (an interceptor runs on every call, see _boundary).
         interceptors = None
         if tracing is not None:
+            # Imported only when tracing is on (see userstream.tracing).
+            from opentelemetry.instrumentation.grpc import aio_server_interceptor  # noqa: PLC0415
+
             # The instrumentation package ships no type hints.
             interceptors = [aio_server_interceptor(tracer_provider=tracing.provider)]  # type: ignore[no-untyped-call]
         self.server = grpc.aio.server(
