@@ -249,6 +249,18 @@ class Backbone:
             self.nats.stop()
 
 
+def start_activity(backbone: Backbone, tag: str, extra_env: dict[str, str]) -> Service:
+    """Another activity service on the backbone's NATS (say, with tracing on), waiting until it listens."""
+    service = _spawn(
+        f"activity-{tag}",
+        pinned([str(BIN / "userstream"), "activity", "--port", "0"], backbone.cpus),
+        backbone.root,
+        _env(NATS_URL=backbone.nats.url) | extra_env,
+    )
+    service.address = f"127.0.0.1:{_grpc_port(service, time.monotonic() + _START_TIMEOUT)}"
+    return service
+
+
 EDGE_KINDS = ("userstream", "naive")
 
 
@@ -259,13 +271,15 @@ def start_edge(
     workers: int = 1,
     tag: str = "",
     settings: dict[str, str] | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Service:
     """``userstream edge`` or the naive edge on a free port, waiting until it serves streams.
 
-    ``settings``: more ``USERSTREAM_*`` variables for the edge, named without the prefix.
+    ``settings``: more ``USERSTREAM_*`` variables for the edge, named without the prefix;
+    ``extra_env``: variables set as named (``OTEL_*``, ``PYTHONPATH``).
     """
     port = free_port()
-    env = _env(NATS_URL=backbone.nats.url, ACL_ADDR=backbone.acl.address, **(settings or {}))
+    env = _env(NATS_URL=backbone.nats.url, ACL_ADDR=backbone.acl.address, **(settings or {})) | (extra_env or {})
     if kind == "userstream":
         command = [str(BIN / "userstream"), "edge", "--port", str(port), "--workers", str(workers)]
         probe = f"http://127.0.0.1:{port}/readyz"

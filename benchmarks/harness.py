@@ -194,11 +194,13 @@ class Harness:
             await self.publisher.close()
         await asyncio.to_thread(self.backbone.stop)
 
-    def start_edge(self, kind: str, workers: int = 1) -> Service:
+    def start_edge(
+        self, kind: str, workers: int = 1, *, tag: str = "", extra_env: dict[str, str] | None = None
+    ) -> Service:
         cpus = self.edge_cpus
         if workers > 1 and cpus is not None:
             cpus = ",".join(str(cpu) for cpu in range(os.cpu_count() or 1))
-        return start_edge(kind, self.backbone, cpus, workers)
+        return start_edge(kind, self.backbone, cpus, workers, tag=tag, extra_env=extra_env)
 
     # -- clients -----------------------------------------------------------------------------------
 

@@ -37,6 +37,8 @@ class NatsConnection:
         self._listeners: list[StateListener] = []
         self._errors_suppressed = 0
         self._last_error_log = 0.0
+        # Times the client reconnected after losing its server (for the services' metrics).
+        self.reconnects = 0
 
     @property
     def client(self) -> Client:
@@ -111,6 +113,7 @@ class NatsConnection:
     async def _on_reconnected(self) -> None:
         client = self._client
         log.info("nats.reconnected", server=_address(client.connected_url if client is not None else None))
+        self.reconnects += 1
         self._notify(connected=True)
 
     async def _on_error(self, error: Exception) -> None:

@@ -67,6 +67,10 @@ class Env:
             raise SettingsError(f"{PREFIX}{name}={raw} must be a finite number")
         return value
 
+    def standard(self, name: str) -> str:
+        """A variable outside the ``USERSTREAM_`` prefix, named by a standard (``OTEL_*``), stripped."""
+        return self._environ.get(name, "").strip()
+
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.text(name, default).lower()
         if value not in choices:
@@ -147,15 +151,19 @@ class GrpcServerSettings:
     max_connection_age: float = 300.0
     # The bearer token every call must carry (rpc/auth.py); None: calls are not authenticated.
     token: str | None = None
+    # Port of the service's Prometheus endpoint (GET /metrics, on `host`); None: no metrics, no per-call cost.
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, env: Env, host: str, port: int) -> GrpcServerSettings:
+        metrics_port = env.optional_text("METRICS_PORT")
         return cls(
             host=host,
             port=port,
             shutdown_grace=env.number("SHUTDOWN_GRACE", cls.shutdown_grace),
             max_connection_age=env.number("GRPC_MAX_CONNECTION_AGE", cls.max_connection_age, minimum=1.0),
             token=grpc_token(env),
+            metrics_port=env.integer("METRICS_PORT", 0, minimum=0, maximum=65535) if metrics_port else None,
         )
 
 

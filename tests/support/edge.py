@@ -126,21 +126,37 @@ class EdgeProcess:
 
     async def stop(self) -> None:
         if self.process.returncode is None:
-            self.process.kill()
+            # The whole session (started with start_new_session): with --workers the workers too,
+            # which would otherwise outlive a killed parent.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             await self.process.wait()
 
 
-async def start_edge_process(log_file: Path, timeout: float = 30.0, **env: str) -> EdgeProcess:
-    """Start ``userstream edge`` on a free port with only ``env`` (names without ``USERSTREAM_``) set."""
+async def start_edge_process(
+    log_file: Path,
+    timeout: float = 30.0,
+    *,
+    workers: int = 1,
+    standard_env: dict[str, str] | None = None,
+    **env: str,
+) -> EdgeProcess:
+    """Start ``userstream edge`` on a free port with only ``env`` (names without ``USERSTREAM_``) set.
+
+    ``standard_env``: variables set as named (``OTEL_*``, ``PROMETHEUS_MULTIPROC_DIR``).
+    """
     port = free_port()
     environment = {key: value for key, value in os.environ.items() if not key.startswith("USERSTREAM_")}
     environment.update({f"USERSTREAM_{key}": value for key, value in env.items()})
+    environment.update(standard_env or {})
     with log_file.open("ab") as output:
         process = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).parent / "userstream"),
             "edge",
             "--port",
             str(port),
+            "--workers",
+            str(workers),
             env=environment,
             stdout=output,
             stderr=subprocess.STDOUT,

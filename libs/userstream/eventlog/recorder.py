@@ -25,6 +25,7 @@ from userstream.eventlog.subjects import (
 from userstream.events.model import Activity
 from userstream.events.wire import encode_body
 from userstream.nats_connection import NatsConnection
+from userstream.tracing import TRACEPARENT_HEADER
 
 # JetStream's error code for a failed Nats-Expected-Last-Subject-Sequence check.
 _WRONG_LAST_SEQUENCE = 10071
@@ -71,22 +72,35 @@ class Recorder:
         return Recorder(self._connection, self._stream, codec, self._timeout, acks=self._acks)
 
     async def record(
-        self, activities: Sequence[Activity], *, expected_last_subject_sequence: int | None = None
+        self,
+        activities: Sequence[Activity],
+        *,
+        expected_last_subject_sequence: int | None = None,
+        traceparents: Sequence[str | None] | None = None,
     ) -> list[Recorded]:
         """Record ``activities`` in order.
 
         ``expected_last_subject_sequence`` (single activity only) makes the write
         conditional: it fails with ``ConcurrentChangeError`` if the subject's last
         sequence is not that value (optimistic concurrency for acl).
+
+        ``traceparents`` (one per activity, None for none) are W3C trace contexts
+        stored with the events, so the edge's fan-out of each joins its trace.
         """
         if expected_last_subject_sequence is not None and len(activities) != 1:
             raise ValueError("a conditional write records exactly one activity")
+        if traceparents is not None and len(traceparents) != len(activities):
+            raise ValueError("one traceparent (or None) per activity")
         if not self._connection.connected:
             raise UnavailableError("NATS is not connected")
         messages = [
             (subject_of(activity), encode_body(activity), self._headers(activity, expected_last_subject_sequence))
             for activity in activities
         ]
+        if traceparents is not None:
+            for (_, _, headers), traceparent in zip(messages, traceparents, strict=True):
+                if traceparent is not None:
+                    headers[TRACEPARENT_HEADER] = traceparent
         client = self._connection.client
         acks = self._inbox(client)
         try:

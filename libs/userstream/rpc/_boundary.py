@@ -33,7 +33,11 @@ _PROCESS_TAG = os.urandom(4).hex()
 _REQUEST_NUMBERS = itertools.count(1)
 
 
-def wrap_handler(method: str, handler: Handler) -> Handler:
+# Called with (method, status code name, seconds) after each call, when the service has metrics.
+Observer: TypeAlias = "Callable[[str, str, float], None]"
+
+
+def wrap_handler(method: str, handler: Handler, observe: Observer | None = None) -> Handler:
     """``handler`` with the boundary around it; streaming handlers are returned as they are."""
     if handler.unary_unary is None:
         return handler
@@ -47,13 +51,13 @@ def wrap_handler(method: str, handler: Handler) -> Handler:
             return _UNDECODABLE
 
     return grpc.unary_unary_rpc_method_handler(
-        _at_boundary(method, cast(Behavior, handler.unary_unary)),
+        _at_boundary(method, cast(Behavior, handler.unary_unary), observe),
         request_deserializer=decode,
         response_serializer=handler.response_serializer,
     )
 
 
-def _at_boundary(method: str, behavior: Behavior) -> Behavior:
+def _at_boundary(method: str, behavior: Behavior, observe: Observer | None) -> Behavior:
     async def call(request: Any, context: Context) -> Any:
         started = time.perf_counter()
         structlog.contextvars.bind_contextvars(rpc=method, request_id=f"{_PROCESS_TAG}-{next(_REQUEST_NUMBERS):x}")
@@ -75,8 +79,11 @@ def _at_boundary(method: str, behavior: Behavior) -> Behavior:
             log.exception("rpc.failed")
             await context.abort(code, "internal error")
         finally:
+            elapsed = time.perf_counter() - started
+            if observe is not None:
+                observe(method, code.name, elapsed)
             log_call = log.info if code is not grpc.StatusCode.OK else log.debug
-            log_call("rpc.call", code=code.name, elapsed_ms=round((time.perf_counter() - started) * 1000, 3))
+            log_call("rpc.call", code=code.name, elapsed_ms=round(elapsed * 1000, 3))
             structlog.contextvars.unbind_contextvars("rpc", "request_id")
         raise AssertionError("unreachable: abort raises")
 
@@ -86,8 +93,9 @@ def _at_boundary(method: str, behavior: Behavior) -> Behavior:
 class _WrappingGenericHandler(grpc.GenericRpcHandler):
     """A generic handler whose method handlers come wrapped (each wrapped once, then reused)."""
 
-    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
+    def __init__(self, inner: grpc.GenericRpcHandler, observe: Observer | None) -> None:
         self._inner = inner
+        self._observe = observe
         self._wrapped: dict[str, Handler] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
@@ -97,19 +105,24 @@ class _WrappingGenericHandler(grpc.GenericRpcHandler):
             handler = self._inner.service(handler_call_details)
             if handler is None:
                 return None  # unknown methods are not remembered: callers choose their names
-            wrapped = self._wrapped[method] = wrap_handler(method, handler)
+            wrapped = self._wrapped[method] = wrap_handler(method, handler, self._observe)
         return wrapped
 
 
 class BoundaryRegistrar:
     """Stands in for the server while generated ``add_*_to_server`` code registers a servicer."""
 
-    def __init__(self, server: grpc.aio.Server) -> None:
+    def __init__(self, server: grpc.aio.Server, observe: Observer | None = None) -> None:
         self._server = server
+        self._observe = observe
 
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Sequence[grpc.GenericRpcHandler]) -> None:
-        self._server.add_generic_rpc_handlers(tuple(_WrappingGenericHandler(h) for h in generic_rpc_handlers))
+        self._server.add_generic_rpc_handlers(
+            tuple(_WrappingGenericHandler(h, self._observe) for h in generic_rpc_handlers)
+        )
 
     def add_registered_method_handlers(self, service_name: str, method_handlers: Mapping[str, Handler]) -> None:
-        wrapped = {name: wrap_handler(f"/{service_name}/{name}", h) for name, h in method_handlers.items()}
+        wrapped = {
+            name: wrap_handler(f"/{service_name}/{name}", h, self._observe) for name, h in method_handlers.items()
+        }
         self._server.add_registered_method_handlers(service_name, wrapped)

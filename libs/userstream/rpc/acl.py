@@ -19,6 +19,7 @@ from userstream.permissions import READ
 from userstream.proto.acl.v1 import acl_pb2 as pb
 from userstream.proto.acl.v1 import acl_pb2_grpc as pb_grpc
 from userstream.rpc.channel import call, open_channel
+from userstream.tracing import Tracing
 
 __all__ = ["AccessQuestion", "AclClient", "CursorRefusedError", "MembershipChange", "Subject"]
 
@@ -76,8 +77,15 @@ def subject_result_from_pb(message: pb.SubjectResult) -> Subject | CursorRefused
 class AclClient:
     """Calls the acl service. Errors arrive as domain errors (``userstream.errors``)."""
 
-    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT, token: str | None = None) -> None:
-        self._channel = open_channel(address, token)
+    def __init__(
+        self,
+        address: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        *,
+        tracing: Tracing | None = None,
+    ) -> None:
+        self._channel = open_channel(address, token, tracing)
         self._stub = pb_grpc.AclServiceStub(self._channel)
         self._timeout = timeout
 

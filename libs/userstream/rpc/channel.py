@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from userstream.errors import UserstreamError
 from userstream.rpc.auth import TokenClientInterceptor
 from userstream.rpc.errors import FIELD_METADATA_KEY, error_of
+from userstream.tracing import Tracing
 
 T = TypeVar("T")
 
@@ -19,14 +20,23 @@ T = TypeVar("T")
 _SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 
-def open_channel(address: str, token: str | None = None) -> grpc.aio.Channel:
+def open_channel(address: str, token: str | None = None, tracing: Tracing | None = None) -> grpc.aio.Channel:
     """An insecure channel to ``host:port`` that balances calls over all resolved addresses.
 
     ``token``: the internal plane's bearer token (``USERSTREAM_GRPC_TOKEN``), sent with every call.
+    With ``tracing``, each call is a client span (OpenTelemetry's gRPC instrumentation) whose context
+    travels in the call's metadata; without it, no tracing interceptor at all.
     """
+    interceptors: list[Any] = [TokenClientInterceptor(token)] if token else []
+    if tracing is not None:
+        # Imported only when tracing is on (see userstream.tracing).
+        from opentelemetry.instrumentation.grpc import aio_client_interceptors  # noqa: PLC0415
+
+        # The instrumentation package ships no type hints.
+        interceptors += aio_client_interceptors(tracer_provider=tracing.provider)  # type: ignore[no-untyped-call]
     return grpc.aio.insecure_channel(
         address,
-        interceptors=[TokenClientInterceptor(token)] if token else None,
+        interceptors=interceptors or None,
         options=[
             ("grpc.service_config", _SERVICE_CONFIG),
             ("grpc.enable_retries", 0),

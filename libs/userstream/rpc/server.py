@@ -15,9 +15,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from userstream.nats_connection import NatsConnection
 from userstream.rpc._boundary import BoundaryRegistrar, Context, Handler
 from userstream.rpc.auth import TokenServerInterceptor
+from userstream.rpc.metrics import RpcMetrics
 from userstream.settings import GrpcServerSettings
+from userstream.tracing import Tracing
 
 log = structlog.get_logger("userstream.rpc")
 
@@ -39,12 +42,30 @@ class GrpcServer:
     dependencies are ready, and back when they are lost.
     """
 
-    def __init__(self, settings: GrpcServerSettings, service_names: Sequence[str]) -> None:
+    def __init__(
+        self,
+        settings: GrpcServerSettings,
+        service_names: Sequence[str],
+        *,
+        tracing: Tracing | None = None,
+        nats: NatsConnection | None = None,
+    ) -> None:
         self._settings = settings
         self._service_names = list(service_names)
         age_ms = int(settings.max_connection_age * 1000)
+        # Server spans from OpenTelemetry's own gRPC instrumentation; with tracing off, no interceptor at all
+        # (an interceptor runs on every call, see _boundary).
+        interceptors = None
+        if tracing is not None:
+            # Imported only when tracing is on (see userstream.tracing).
+            from opentelemetry.instrumentation.grpc import aio_server_interceptor  # noqa: PLC0415
+
+            # The instrumentation package ships no type hints.
+            interceptors = [aio_server_interceptor(tracer_provider=tracing.provider)]  # type: ignore[no-untyped-call]
+        if settings.token:
+            interceptors = [*(interceptors or []), TokenServerInterceptor(settings.token)]
         self.server = grpc.aio.server(
-            interceptors=[TokenServerInterceptor(settings.token)] if settings.token else None,
+            interceptors=interceptors,
             options=[
                 # Never share a port silently with another process.
                 ("grpc.so_reuseport", 0),
@@ -59,10 +80,14 @@ class GrpcServer:
             self.server,
         )
         self.port = 0
+        # Call latency and a /metrics endpoint only when a metrics port is configured: else no per-call work.
+        self.metrics = RpcMetrics(nats) if settings.metrics_port is not None else None
+        self.metrics_port = 0
 
     def add(self, registrar: Registrar, servicer: Any) -> None:
         """Register ``servicer`` with its methods inside the boundary (logging, error mapping)."""
-        registrar(servicer, BoundaryRegistrar(self.server))
+        observe = self.metrics.observe if self.metrics is not None else None
+        registrar(servicer, BoundaryRegistrar(self.server, observe))
 
     async def start(self) -> int:
         """Bind and start; returns the bound port (useful with port 0)."""
@@ -76,6 +101,9 @@ class GrpcServer:
         await self.server.start()
         await self.set_serving(serving=False)
         log.info("rpc.listening", host=self._settings.host, port=self.port)
+        if self.metrics is not None and self._settings.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(self._settings.host, self._settings.metrics_port)
+            log.info("rpc.metrics_listening", host=self._settings.host, port=self.metrics_port)
         return self.port
 
     async def set_serving(self, *, serving: bool) -> None:
@@ -87,4 +115,6 @@ class GrpcServer:
         """Report NOT_SERVING, then give in-flight calls the grace period to finish."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self._settings.shutdown_grace)
+        if self.metrics is not None:
+            self.metrics.stop()
         log.info("rpc.stopped")

@@ -25,6 +25,7 @@ from userstream.eventlog.reader import LogReader
 from userstream.nats_connection import NatsConnection
 from userstream.proto.acl.v1 import acl_pb2_grpc as pb_grpc
 from userstream.rpc.server import GrpcServer
+from userstream.tracing import start_tracing
 
 log = structlog.get_logger("userstream.acl")
 
@@ -70,7 +71,8 @@ class AclService:
             limits=settings.limits,
             attempts=tuning.mutation_attempts,
         )
-        self.server = GrpcServer(settings.server, [SERVICE_NAME])
+        self.tracing = start_tracing("userstream-acl", settings.tracing)
+        self.server = GrpcServer(settings.server, [SERVICE_NAME], tracing=self.tracing, nats=self.connection)
         self.server.add(
             pb_grpc.add_AclServiceServicer_to_server, AclServicer(queries, mutations, self.roles, self.readiness)
         )
@@ -109,6 +111,9 @@ class AclService:
         await self.connection.close()
         if self._health_task is not None:
             self._health_task.cancel()
+        if self.tracing is not None:
+            # Off the loop: the exporter's final flush is a blocking HTTP request.
+            await asyncio.to_thread(self.tracing.shutdown)
         log.info("acl.stopped")
 
     async def _open(self) -> None:

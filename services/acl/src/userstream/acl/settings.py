@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from userstream.events.validation import DEFAULT_MAX_DATA_BYTES, Limits
 from userstream.policy import Policy
@@ -14,6 +14,7 @@ from userstream.settings import (
     NatsSettings,
     PolicySettings,
 )
+from userstream.tracing import TracingSettings
 
 DEFAULT_PORT = 50052
 
@@ -76,6 +77,8 @@ class AclSettings:
     limits: Limits
     logging: LoggingSettings
     tuning: AclTuning
+    # OpenTelemetry (the standard OTEL_* variables); off unless an OTLP endpoint is set.
+    tracing: TracingSettings = field(default_factory=TracingSettings)
 
     @classmethod
     def load(
@@ -96,4 +99,5 @@ class AclSettings:
             limits=Limits(max_data_bytes=env.integer("MAX_DATA_BYTES", DEFAULT_MAX_DATA_BYTES, minimum=1)),
             logging=LoggingSettings.from_env(env),
             tuning=AclTuning.from_env(env, accept_retention_gap=accept_retention_gap),
+            tracing=TracingSettings.from_env(env),
         )

@@ -12,6 +12,7 @@ from userstream.eventlog.log import EventLog
 from userstream.nats_connection import NatsConnection
 from userstream.proto.activity.v1 import activity_pb2_grpc as pb_grpc
 from userstream.rpc.server import GrpcServer
+from userstream.tracing import start_tracing
 
 log = structlog.get_logger("userstream.activity")
 
@@ -27,10 +28,13 @@ class ActivityService:
         self.settings = settings
         self.connection = NatsConnection(settings.nats, name="userstream-activity")
         self.log = EventLog(self.connection, settings.stream, owner=True)
-        self.server = GrpcServer(settings.server, [SERVICE_NAME])
+        self.tracing = start_tracing("userstream-activity", settings.tracing)
+        self.server = GrpcServer(settings.server, [SERVICE_NAME], tracing=self.tracing, nats=self.connection)
         self.server.add(
             pb_grpc.add_ActivityServiceServicer_to_server,
-            ActivityServicer(self.log, settings.policy, settings.limits, settings.max_batch),
+            ActivityServicer(
+                self.log, settings.policy, settings.limits, settings.max_batch, traced=self.tracing is not None
+            ),
         )
         self._health_updates: set[asyncio.Task[None]] = set()
         self._opening: asyncio.Task[None] | None = None
@@ -56,6 +60,9 @@ class ActivityService:
         await self.server.stop()
         await self.log.close()
         await self.connection.close()
+        if self.tracing is not None:
+            # Off the loop: the exporter's final flush is a blocking HTTP request.
+            await asyncio.to_thread(self.tracing.shutdown)
         log.info("activity.stopped")
 
     async def _open(self) -> None:

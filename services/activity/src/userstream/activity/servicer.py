@@ -14,6 +14,7 @@ from userstream.proto.activity.v1 import activity_pb2 as pb
 from userstream.proto.activity.v1 import activity_pb2_grpc as pb_grpc
 from userstream.rpc.activity import input_from_pb
 from userstream.rpc.server import Context
+from userstream.tracing import current_traceparent
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ActivityService"].full_name
 
@@ -21,11 +22,13 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ActivityService"].full_name
 class ActivityServicer(pb_grpc.ActivityServiceServicer):
     """Thin: converts messages, validates every item before recording any, maps results back."""
 
-    def __init__(self, log: EventLog, policy: Policy, limits: Limits, max_batch: int) -> None:
+    def __init__(self, log: EventLog, policy: Policy, limits: Limits, max_batch: int, *, traced: bool = False) -> None:
         self._log = log
         self._policy = policy
         self._limits = limits
         self._max_batch = max_batch
+        # With tracing on, each event carries the call's trace context to the edge (docs/operations.md).
+        self._traced = traced
 
     async def RecordActivity(  # noqa: N802  # gRPC method name
         self, request: pb.RecordActivityRequest, context: Context
@@ -33,7 +36,8 @@ class ActivityServicer(pb_grpc.ActivityServiceServicer):
         if not request.HasField("activity"):
             raise InvalidArgumentError("activity", "is required")
         activity = self._validate(request.activity, "activity")
-        (result,) = await self._log.recorder().record([activity])
+        traceparents = [current_traceparent()] if self._traced else None
+        (result,) = await self._log.recorder().record([activity], traceparents=traceparents)
         return _response(result)
 
     async def RecordActivities(  # noqa: N802  # gRPC method name
@@ -50,7 +54,8 @@ class ActivityServicer(pb_grpc.ActivityServiceServicer):
         ]
         if not activities:
             return pb.RecordActivitiesResponse()
-        results = await self._log.recorder().record(activities)
+        traceparents = [current_traceparent()] * len(activities) if self._traced else None
+        results = await self._log.recorder().record(activities, traceparents=traceparents)
         response = pb.RecordActivitiesResponse()
         add = response.results.add  # fills the repeated field in place, no copy per result
         for result in results:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from userstream.events.validation import DEFAULT_MAX_DATA_BYTES, MAX_DATA_BYTES_CEILING, Limits
 from userstream.policy import Policy
@@ -14,6 +14,7 @@ from userstream.settings import (
     NatsSettings,
     PolicySettings,
 )
+from userstream.tracing import TracingSettings
 
 DEFAULT_PORT = 50051
 MAX_BATCH = 1000  # activities per RecordActivities call
@@ -28,6 +29,8 @@ class ActivitySettings:
     limits: Limits
     logging: LoggingSettings
     max_batch: int = MAX_BATCH
+    # OpenTelemetry (the standard OTEL_* variables); off unless an OTLP endpoint is set.
+    tracing: TracingSettings = field(default_factory=TracingSettings)
 
     @classmethod
     def load(
@@ -45,4 +48,5 @@ class ActivitySettings:
                 )
             ),
             logging=LoggingSettings.from_env(env),
+            tracing=TracingSettings.from_env(env),
         )

@@ -42,16 +42,23 @@ def create_app(settings: EdgeSettings, *, owns_process: bool = True) -> Transpor
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         runtime = EdgeRuntime(settings)
         app.state.runtime = parts.runtime = runtime
-        app.state.metrics = parts.metrics = EdgeMetrics(runtime)
-        runtime.hub.observe_lag = parts.metrics.lag.observe
+        metrics = EdgeMetrics(runtime, settings.metrics_dir, settings.metrics_sync_interval)
+        app.state.metrics = parts.metrics = metrics
+        runtime.hub.observe_lag = metrics.lag.observe
+        runtime.observe_acl = metrics.acl_latency.observe
         await runtime.start()
+        syncing = asyncio.get_running_loop().create_task(metrics.run())
         if owns_process:
             gc_tuning.tune_after_start()
             _drain_on_sigterm(runtime)
         try:
             yield
         finally:
+            syncing.cancel()
+            await asyncio.gather(syncing, return_exceptions=True)
             await runtime.stop()
+            if metrics.multiprocess:
+                metrics.sync()  # the last counts of this worker stay in the totals
 
     extra_routes: list[Any] = []
     lifespans: list[Any] = [lifespan]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import math
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ from userstream.edge._live_queue import subscribe_in_wire_order
 from userstream.edge.catchup import catch_up
 from userstream.edge.connection import Connection
 from userstream.edge.events import LiveEvent, decode_event
+from userstream.edge.fanout_trace import is_sampled
 from userstream.errors import UnavailableError
 from userstream.eventlog.reader import StoredMessage
 from userstream.eventlog.subjects import (
@@ -38,9 +40,9 @@ from userstream.eventlog.subjects import (
     PUBLIC_HEADER,
     SEQUENCE_HEADER,
     SUBJECT_HEADER,
-    TIMESTAMP_HEADER,
     live_subject,
 )
+from userstream.tracing import TRACEPARENT_HEADER
 
 if TYPE_CHECKING:
     from userstream.edge.hub import Hub
@@ -182,10 +184,25 @@ class Channel:
             self.pending.appendleft(message)
             self._begin(lambda: self._repair(subject, expected, previous))
             return
-        self._emit(StoredMessage(sequence, subject, message.data, PUBLIC_HEADER in headers), live=True)
-        self.hub.observe(headers.get(TIMESTAMP_HEADER))
+        # The hub measures each live event's lag (and traces its fan-out when tracing is on) around the offer.
+        hub = self.hub
+        stored = hub.receiving(headers)
+        tracer = hub.tracer
+        traced: str | None = None  # the traceparent of a sampled event, when tracing is on
+        started = 0
+        if tracer is not None and is_sampled(traceparent := headers.get(TRACEPARENT_HEADER)):
+            traced, started = traceparent, time.time_ns()
+        delivered = hub.stats.deliveries
+        self._emit(
+            StoredMessage(sequence, subject, message.data, PUBLIC_HEADER in headers), live=True, stored_at=stored
+        )
+        if traced is not None and tracer is not None:
+            tracer.record(traced, subject, hub.codec.encode(sequence), started, hub.stats.deliveries - delivered)
+        hub.offered(stored, delivered)
 
-    def _emit(self, message: StoredMessage, *, live: bool = False, repaired: bool = False) -> None:
+    def _emit(
+        self, message: StoredMessage, *, live: bool = False, repaired: bool = False, stored_at: float | None = None
+    ) -> None:
         """Decode and frame once, then offer to every member.
 
         ``live``: from the live subject, not a read. ``repaired``: found by a gap
@@ -198,6 +215,7 @@ class Channel:
         if event is None:
             return
         event.repaired = repaired
+        event.stored_at = stored_at
         self.hub.stats.events += 1
         self._remember(event)
         self._offer(event, live)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 from userstream.edge.settings import DEFAULT_PORT
 
@@ -25,5 +29,34 @@ def run(args: argparse.Namespace) -> int:
         os.environ["USERSTREAM_NATS_URL"] = args.nats_url
     settings = EdgeSettings.load(host=args.host, port=args.port, workers=args.workers)
     configure_logging(settings.logging, "edge")
-    serve("userstream.edge.server:app_from_environment", settings)
+    with shared_metrics_dir(settings.workers):
+        serve("userstream.edge.server:app_from_environment", settings)
     return 0
+
+
+@contextlib.contextmanager
+def shared_metrics_dir(workers: int) -> Iterator[None]:
+    """With several workers, the directory where they share their metrics (docs/operations.md).
+
+    prometheus-client reads ``PROMETHEUS_MULTIPROC_DIR`` when a worker imports it, so it is set
+    here, before the workers start. An operator's own directory is used as given, emptied first
+    (files of an earlier run would be counted again); otherwise a temporary one lives as long as
+    the server.
+    """
+    from userstream.edge.metrics import MULTIPROCESS_DIR_VARIABLE
+
+    configured = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+    if configured:
+        for stale in Path(configured).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    if workers <= 1:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="userstream-edge-metrics-") as directory:
+        os.environ[MULTIPROCESS_DIR_VARIABLE] = directory
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROCESS_DIR_VARIABLE]

@@ -307,6 +307,19 @@ class Connection:
         self.offset_sent = True
         self.write(sse.offset_frame(self.offset_cursor, resumed=self.resumed))
 
+    def oldest_waiting(self) -> float | None:
+        """When the oldest live event not yet written to this stream's socket was stored (for the lag gauge)."""
+        oldest = self.outbox.since
+        for event, live in self.held:
+            if live and event.stored_at is not None and (oldest is None or event.stored_at < oldest):
+                oldest = event.stored_at
+        for event, live in self.backlog:  # in cursor order: the first live one is the oldest
+            if live and event.stored_at is not None:
+                if oldest is None or event.stored_at < oldest:
+                    oldest = event.stored_at
+                break
+        return oldest
+
     # -- the output side ---------------------------------------------------------------------
 
     def write(self, frame: bytes) -> None:

@@ -31,8 +31,10 @@ class BadRequestError(EdgeError):
 class UnauthorizedError(EdgeError):
     status, code = 401, "unauthorized"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, reason: str = "invalid") -> None:
         super().__init__(message, {"WWW-Authenticate": 'Bearer realm="userstream"'})
+        # A short label for the metric of refused requests (`missing`, `malformed`, `expired`, `invalid`).
+        self.reason = reason
 
 
 class GoneError(EdgeError):
@@ -59,7 +61,13 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     )
 
 
-def handle_edge_error(_: Request[Any, Any, Any], error: EdgeError) -> Response[object]:
+def handle_edge_error(request: Request[Any, Any, Any], error: EdgeError) -> Response[object]:
+    if isinstance(error, UnauthorizedError):
+        # Counted here, where every refusal passes, whichever check raised it.
+        runtime = getattr(request.app.state, "runtime", None)
+        if runtime is not None:
+            failures = runtime.hub.stats.auth_failures
+            failures[error.reason] = failures.get(error.reason, 0) + 1
     return error_response(error.status, error.code, error.message, error.headers)
 
 

@@ -44,6 +44,7 @@ class LiveEvent:
         "repaired",
         "role",
         "sequence",
+        "stored_at",
         "subject",
         "user_id",
     )
@@ -77,6 +78,8 @@ class LiveEvent:
         self.is_organization_deletion = kind is EventKind.ORGANIZATION and action is Action.DELETE
         # Found by a gap repair (missed by the live flow); see Connection.offer.
         self.repaired = False
+        # When the log stored it (seconds since the epoch), for the lag metrics; known for live events only.
+        self.stored_at: float | None = None
         self.frame = change_frame(cursor.encode(), change_payload(cursor, body))
 
     def frame_with_role(self, role: str) -> bytes:

@@ -21,11 +21,12 @@ from userstream.edge._live_queue import subscribe_in_wire_order
 from userstream.edge._timestamps import TimestampParser
 from userstream.edge.channels import Channel
 from userstream.edge.connection import Connection
+from userstream.edge.fanout_trace import FanoutTracer
 from userstream.edge.outbox import Outbox
 from userstream.edge.settings import EdgeSettings
 from userstream.edge.user_feed import UserFeed
 from userstream.eventlog.reader import LogReader
-from userstream.eventlog.subjects import USER_PREFIX
+from userstream.eventlog.subjects import TIMESTAMP_HEADER, USER_PREFIX
 from userstream.nats_connection import NatsConnection
 
 log = structlog.get_logger("userstream.edge")
@@ -37,11 +38,13 @@ class HubStats:
     """Plain counters read by the metrics collector (cheaper than metric objects on the hot path)."""
 
     __slots__ = (
+        "auth_failures",
         "catchup_reads",
         "deliveries",
         "events",
         "gap_repairs",
         "leader_changes",
+        "must_refetch",
         "resyncs",
         "slow_consumers",
     )
@@ -54,6 +57,9 @@ class HubStats:
         self.resyncs = 0
         self.catchup_reads = 0
         self.slow_consumers = 0
+        # Stream requests refused, by reason: 401s (`missing`, `malformed`, `expired`, `invalid`) and must-refetch.
+        self.auth_failures: dict[str, int] = {}
+        self.must_refetch: dict[str, int] = {}
 
 
 class Hub:
@@ -70,6 +76,7 @@ class Hub:
         unavailable_after: float,
         observe_lag: Callable[[float], None] | None = None,
         catchup_page_events: int = EdgeSettings.catchup_page_events,
+        tracer: FanoutTracer | None = None,
     ) -> None:
         self.nats = connection
         self.reader = reader
@@ -78,8 +85,15 @@ class Hub:
         self.catchup_page_events = catchup_page_events
         self._on_forget = on_forget
         self.unavailable_after = unavailable_after
+        # Seconds from an event being stored in the log to its bytes being written to client sockets.
         self.observe_lag = observe_lag
+        # None when tracing is off: the fan-out path then does no tracing work at all.
+        self.tracer = tracer
         self._timestamps = TimestampParser()
+        # The stored time of the live event being fanned out (None outside a fan-out), and of those written
+        # since the last flush: the flush observes their lag to the socket.
+        self._fanning_out: float | None = None
+        self._written: list[float] = []
         self.channels: dict[str, Channel] = {}
         self.user_feed: UserFeed | None = None
         self.stats = HubStats()
@@ -95,6 +109,8 @@ class Hub:
     def mark_dirty(self, outbox: Outbox) -> None:
         """``outbox`` has new bytes: write them at the end of this loop iteration, with everything else new."""
         self._dirty.append(outbox)
+        if outbox.since is None:
+            outbox.since = self._fanning_out
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
@@ -105,6 +121,25 @@ class Hub:
         dirty, self._dirty = self._dirty, []
         for outbox in dirty:
             outbox.flush()
+        if self._written:
+            written, self._written = self._written, []
+            observe = self.observe_lag
+            if observe is not None:
+                now = time.time()
+                for stored in written:
+                    observe(max(0.0, now - stored))
+
+    def receiving(self, headers: dict[str, str]) -> float | None:
+        """A live event arrives: when the log stored it (seconds since the epoch), if its headers say."""
+        stamp = headers.get(TIMESTAMP_HEADER)
+        stored = self._fanning_out = self._timestamps.seconds(stamp) if stamp is not None else None
+        return stored
+
+    def offered(self, stored: float | None, delivered_before: int) -> None:
+        """The live event stored at ``stored`` was offered to its channel's members."""
+        self._fanning_out = None
+        if stored is not None and self.stats.deliveries != delivered_before:
+            self._written.append(stored)  # its lag is observed when the flush writes it
 
     def join(self, connection: Connection, subject: str, after: int) -> None:
         """Make ``connection`` receive every event on ``subject`` after sequence ``after``.
@@ -159,14 +194,6 @@ class Hub:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def observe(self, stamp: str | None) -> None:
-        """Record how long after it was stored a live event reached this worker."""
-        if self.observe_lag is None or stamp is None:
-            return
-        stored = self._timestamps.seconds(stamp)
-        if stored is not None:
-            self.observe_lag(max(0.0, time.time() - stored))
 
     @property
     def subscription_count(self) -> int:

@@ -26,7 +26,18 @@ if TYPE_CHECKING:
 
 
 class Outbox:
-    __slots__ = ("_on_taken", "buffer", "buffered", "dirty", "drainer", "ending", "hub", "send", "transport")
+    __slots__ = (
+        "_on_taken",
+        "buffer",
+        "buffered",
+        "dirty",
+        "drainer",
+        "ending",
+        "hub",
+        "send",
+        "since",
+        "transport",
+    )
 
     def __init__(self, hub: Hub, on_taken: Callable[[], None]) -> None:
         self.hub = hub
@@ -39,6 +50,8 @@ class Outbox:
         self.transport: asyncio.Transport | None = None
         self.drainer: asyncio.Task[None] | None = None
         self.ending = False
+        # When the oldest live event still waiting here was stored (the hub sets it; None: nothing live waits).
+        self.since: float | None = None
 
     def append(self, frame: bytes) -> None:
         self.buffer.append(frame)
@@ -50,6 +63,7 @@ class Outbox:
     def clear(self) -> None:
         self.buffer.clear()
         self.buffered = 0
+        self.since = None
 
     def take(self) -> bytes:
         """Everything queued, as one write; the connection may queue its next page of a catch-up meanwhile."""
@@ -86,6 +100,7 @@ class Outbox:
             data = self.take()
             if not transport.is_closing():  # else the client is gone: nothing to write to
                 transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+            self.since = None
         if self.ending and not self.buffer:
             self._start_drain()  # only the final chunk is left
 
@@ -99,6 +114,7 @@ class Outbox:
         try:
             while self.buffer:
                 await send({"type": "http.response.body", "body": self.take(), "more_body": True})
+            self.since = None
             if self.ending:
                 # Completes the response: uvicorn then answers the response's `receive()` with a disconnect.
                 await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -18,6 +19,7 @@ from userstream.edge.acl_batcher import SubjectBatcher
 from userstream.edge.connection import Connection
 from userstream.edge.errors import UnavailableHTTPError
 from userstream.edge.expiry import ExpiryWheel
+from userstream.edge.fanout_trace import FanoutTracer
 from userstream.edge.hub import Hub
 from userstream.edge.registry import StreamRegistry
 from userstream.edge.settings import EdgeSettings
@@ -30,6 +32,7 @@ from userstream.permissions import SYSTEM_USER
 from userstream.rpc.acl import AclClient
 from userstream.rpc.channel import is_serving
 from userstream.tokens import Principal, TokenVerifier
+from userstream.tracing import start_tracing
 
 log = structlog.get_logger("userstream.edge")
 
@@ -53,7 +56,10 @@ class EdgeRuntime:
         self.nats = NatsConnection(settings.nats, name="userstream-edge")
         self.log = EventLog(self.nats, settings.stream, owner=False)
         self.reader = LogReader(self.nats, settings.stream.name)
-        self.acl = AclClient(settings.acl_addr, timeout=settings.acl_timeout, token=settings.grpc_token)
+        self.tracing = start_tracing("userstream-edge", settings.tracing)
+        self.acl = AclClient(
+            settings.acl_addr, timeout=settings.acl_timeout, token=settings.grpc_token, tracing=self.tracing
+        )
         self.registry = StreamRegistry(
             settings.max_streams_per_user,
             settings.max_streams_per_worker,
@@ -69,6 +75,10 @@ class EdgeRuntime:
             unavailable_after=settings.nats.request_timeout * 2,
             catchup_page_events=settings.catchup_page_events,
         )
+        if self.tracing is not None:
+            self.hub.tracer = FanoutTracer(self.tracing)
+        # Seconds acl took for a connect's GetSubject; set by the metrics (None: not measured).
+        self.observe_acl: Callable[[float], None] | None = None
         self._bounds = Coalescer(self.log.bounds)
         self._identity = LogIdentityWatch(self.nats, self.log, self._log_recreated)
         self._expiry = ExpiryWheel()
@@ -92,6 +102,8 @@ class EdgeRuntime:
             loop.create_task(self._lifetimes.run()),
             loop.create_task(self._watch_acl()),
         ]
+        if self.hub.tracer is not None:
+            self._tasks.append(loop.create_task(self.hub.tracer.run()))
 
     @property
     def ready(self) -> bool:
@@ -126,6 +138,11 @@ class EdgeRuntime:
         await self.acl.close()
         await self.log.close()
         await self.nats.close()
+        if self.tracing is not None:
+            if self.hub.tracer is not None:
+                self.hub.tracer.flush()
+            # Off the loop: the exporter's final flush is a blocking HTTP request.
+            await asyncio.to_thread(self.tracing.shutdown)
 
     # -- connect ------------------------------------------------------------------------------------
 
@@ -144,6 +161,9 @@ class EdgeRuntime:
             raise
         if opened.connection is None:
             self.registry.unreserve(user_id)
+            if opened.refetch_reason is not None:
+                refetches = self.hub.stats.must_refetch
+                refetches[opened.refetch_reason] = refetches.get(opened.refetch_reason, 0) + 1
         return opened
 
     async def _open(self, principal: Principal | None, requested: Cursor | None) -> Opened:
@@ -170,6 +190,7 @@ class EdgeRuntime:
             # Spread over the last tenth, so streams opened together do not all come back together.
             self._lifetimes.add(connection, time.time() + lifetime - random.uniform(0, lifetime / 10))  # noqa: S311
         else:
+            asked = time.perf_counter()
             try:
                 subject = await self._subjects.get_subject(principal.user_id, str(requested) if requested else "now")
             except CursorRefusedError as refused:
@@ -180,6 +201,9 @@ class EdgeRuntime:
                 # The details (gRPC status, acl's address) are for the log, not for whoever asked.
                 log.warning("acl.snapshot_failed", user=principal.user_id, error=str(exc))
                 raise UnavailableHTTPError("acl did not answer", self.settings.retry_after) from exc
+            finally:
+                if self.observe_acl is not None:
+                    self.observe_acl(time.perf_counter() - asked)
             start = requested.sequence if requested else parse_cursor(subject.cursor).sequence
             target = bounds.last_sequence if bounds is not None else start
             connection = self._connection(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from userstream.policy import Policy
@@ -16,6 +16,7 @@ from userstream.settings import (
     SettingsError,
     grpc_token,
 )
+from userstream.tracing import TracingSettings
 
 DEFAULT_PORT = 8000
 DEFAULT_ACL_ADDR = "127.0.0.1:50052"
@@ -97,6 +98,13 @@ class EdgeSettings:
     grpc_token: str | None = None
     # The dev-only API and demo page; None (always, outside `userstream dev`) leaves them unmounted.
     devtools: DevToolsSettings | None = None
+    # OpenTelemetry (the standard OTEL_* variables); off unless an OTLP endpoint is set.
+    tracing: TracingSettings = field(default_factory=TracingSettings)
+    # Where workers share their metrics (PROMETHEUS_MULTIPROC_DIR; `userstream edge --workers N` sets it).
+    # None: /metrics reports this worker alone.
+    metrics_dir: str | None = None
+    # Seconds between copies of a worker's metrics into the shared directory (several workers only).
+    metrics_sync_interval: float = 1.0
 
     @classmethod
     def load(
@@ -159,4 +167,7 @@ class EdgeSettings:
             max_header_bytes=env.integer("MAX_HEADER_BYTES", cls.max_header_bytes, minimum=1024),
             socket_send_buffer=env.integer("SOCKET_SEND_BUFFER", cls.socket_send_buffer, minimum=0),
             grpc_token=grpc_token(env),
+            tracing=TracingSettings.from_env(env),
+            metrics_dir=env.standard("PROMETHEUS_MULTIPROC_DIR") or None,
+            metrics_sync_interval=env.number("METRICS_SYNC_INTERVAL", cls.metrics_sync_interval, minimum=0.05),
         )
