@@ -11,6 +11,7 @@ import structlog
 
 from userstream.cursor import Cursor, CursorCodec, LogBounds
 from userstream.errors import UnavailableError
+from userstream.eventlog.deletions import DeletedOrganizations
 from userstream.eventlog.recorder import Recorder
 from userstream.eventlog.stream import log_id_of, provision_stream
 from userstream.nats_connection import NatsConnection
@@ -37,6 +38,7 @@ class EventLog:
         self._timeout = connection.request_timeout
         self._codec: CursorCodec | None = None
         self._recorder: Recorder | None = None
+        self.deleted = DeletedOrganizations()
         self._ready = False
         self._listeners: list[ReadinessListener] = []
         self._opening: asyncio.Task[None] | None = None
@@ -90,6 +92,7 @@ class EventLog:
         if self._opening is not None:
             self._opening.cancel()
         self._set_ready(ready=False)
+        await self.deleted.close()
 
     async def _open_once(self) -> None:
         manager = self._connection.manager
@@ -103,9 +106,11 @@ class EventLog:
         log_id = log_id_of(info)
         if self._codec is not None and self._codec.log_id != log_id:
             log.warning("log.recreated", stream=self.stream, old_log_id=self._codec.log_id, log_id=log_id)
+            self.deleted.forget()  # another log: its tombstones, not the old one's
+        await self.deleted.refresh(self._connection.client, manager, self.stream)
         self._codec = CursorCodec(log_id)
         if self._recorder is None:
-            self._recorder = Recorder(self._connection, self.stream, self._codec, self._timeout)
+            self._recorder = Recorder(self._connection, self.stream, self._codec, self._timeout, deleted=self.deleted)
         else:
             self._recorder = self._recorder.for_log(self._codec)
         self._set_ready(ready=True)

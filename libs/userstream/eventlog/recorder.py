@@ -1,26 +1,43 @@
 """The one publishing path: validated activities into the log, in order, idempotently.
 
-Both the activity service and acl's membership mutations record through here.
+Both the activity service and acl's membership mutations record through here
+(and so does every other writer), so the rule that ``organization.deleted`` is
+final (``userstream.eventlog.deletions``) holds for all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 
 from userstream.cursor import Cursor, CursorCodec
-from userstream.errors import UnavailableError, UserstreamError
+from userstream.errors import OrganizationDeletedError, UnavailableError, UserstreamError
 from userstream.eventlog._acks import AckInbox, PubAck
+from userstream.eventlog.deletions import (
+    DeletedOrganizations,
+    is_deletion,
+    refuse_later_events,
+    still_open_condition,
+)
 from userstream.eventlog.subjects import (
+    BATCH_COMMIT_HEADER,
+    BATCH_ID_HEADER,
+    BATCH_SEQUENCE_HEADER,
     EXPECTED_LAST_SUBJECT_SEQUENCE_HEADER,
     EXPECTED_STREAM_HEADER,
     MSG_ID_HEADER,
     PUBLIC_HEADER,
+    fence_subject,
     subject_of,
+    tombstone_subject,
 )
 from userstream.events.model import Activity
 from userstream.events.wire import encode_body
@@ -28,6 +45,8 @@ from userstream.nats_connection import NatsConnection
 
 # JetStream's error code for a failed Nats-Expected-Last-Subject-Sequence check.
 _WRONG_LAST_SEQUENCE = 10071
+
+Message = tuple[str, bytes, dict[str, str]]
 
 
 class ConcurrentChangeError(UserstreamError):
@@ -43,12 +62,17 @@ class Recorded:
 class Recorder:
     """Publishes activities to the ``ACTIVITY`` stream and returns their cursors.
 
-    A batch is encoded first (so nothing is sent if one item cannot be), then
-    published pipelined — every message written before any acknowledgement is
-    awaited — which keeps the request's order in the log. If NATS does not
-    acknowledge within ``timeout`` the call fails with ``UnavailableError``:
-    some items may have been recorded, and retrying with the same idempotency
-    keys is safe.
+    A batch is checked and encoded first (so nothing is sent if one item cannot
+    be), then published pipelined — every message written before any
+    acknowledgement is awaited — which keeps the request's order in the log. If
+    NATS does not acknowledge within ``timeout`` the call fails with
+    ``UnavailableError``: some items may have been recorded, and retrying with
+    the same idempotency keys is safe.
+
+    ``organization.deleted`` is final (``userstream.eventlog.deletions``): every
+    message is conditional on its organization having no tombstone, and a
+    deletion is stored atomically with the tombstone. A batch with a deletion is
+    recorded in order, in segments: what precedes it, the deletion, what follows.
     """
 
     def __init__(
@@ -59,16 +83,20 @@ class Recorder:
         timeout: float,
         *,
         acks: AckInbox | None = None,
+        deleted: DeletedOrganizations | None = None,
     ) -> None:
         self._connection = connection
         self._stream = stream
         self._codec = codec
         self._timeout = timeout
         self._acks = acks
+        self.deleted = deleted if deleted is not None else DeletedOrganizations()
+        self._batch_ids = itertools.count()
+        self._batch_prefix = os.urandom(6).hex()
 
     def for_log(self, codec: CursorCodec) -> Recorder:
         """The same recorder (and acknowledgement inbox) for a reopened log."""
-        return Recorder(self._connection, self._stream, codec, self._timeout, acks=self._acks)
+        return Recorder(self._connection, self._stream, codec, self._timeout, acks=self._acks, deleted=self.deleted)
 
     async def record(
         self, activities: Sequence[Activity], *, expected_last_subject_sequence: int | None = None
@@ -78,15 +106,94 @@ class Recorder:
         ``expected_last_subject_sequence`` (single activity only) makes the write
         conditional: it fails with ``ConcurrentChangeError`` if the subject's last
         sequence is not that value (optimistic concurrency for acl).
+        An event of a deleted organization fails with ``OrganizationDeletedError``.
         """
         if expected_last_subject_sequence is not None and len(activities) != 1:
             raise ValueError("a conditional write records exactly one activity")
+        refuse_later_events(activities, self.deleted)
         if not self._connection.connected:
             raise UnavailableError("NATS is not connected")
+        if expected_last_subject_sequence is not None:
+            (activity,) = activities
+            return [await self._record_fenced(activity, expected_last_subject_sequence)]
+        results: list[Recorded] = []
+        segment: list[Activity] = []
+        for activity in activities:
+            if is_deletion(activity):
+                if segment:
+                    results += await self._record_pipelined(segment)
+                    segment = []
+                results.append(await self._record_deletion(activity))
+            else:
+                segment.append(activity)
+        if segment:
+            results += await self._record_pipelined(segment)
+        return results
+
+    async def _record_pipelined(self, activities: Sequence[Activity]) -> list[Recorded]:
         messages = [
-            (subject_of(activity), encode_body(activity), self._headers(activity, expected_last_subject_sequence))
+            (subject_of(activity), encode_body(activity), self._headers(activity, still_open=True))
             for activity in activities
         ]
+        acks = await self._publish(messages)
+        refused = [
+            activity.organization_id
+            for activity, ack in zip(activities, acks, strict=True)
+            if ack.error is not None and ack.error.err_code == _WRONG_LAST_SEQUENCE
+        ]
+        if refused:
+            # Only a deletion racing this very batch gets here (a known one is refused before sending).
+            for organization_id in refused:
+                self.deleted.add(organization_id)
+            raise OrganizationDeletedError(refused[0])
+        return [self._recorded(ack) for ack in acks]
+
+    async def _record_deletion(self, activity: Activity) -> Recorded:
+        """The deletion and its tombstone, atomically; refused if the organization has a tombstone already."""
+        organization_id = activity.organization_id
+        # No Nats-Msg-Id: JetStream refuses one inside an atomic batch that it has seen before, and the
+        # tombstone makes a retried deletion harmless anyway (it is refused as a later event).
+        deletion = (subject_of(activity), encode_body(activity), self._headers(activity, still_open=True, msg_id=False))
+        tombstone: Message = (tombstone_subject(organization_id), _marker_body(organization_id), {})
+        ack = await self._publish_atomic([deletion, tombstone])
+        if ack.error is not None and ack.error.err_code == _WRONG_LAST_SEQUENCE:
+            self.deleted.add(organization_id)
+            raise OrganizationDeletedError(organization_id)
+        recorded = self._recorded(ack)
+        self.deleted.add(organization_id)
+        # An atomic batch is stored contiguously; its acknowledgement names the last message (the tombstone).
+        return Recorded(self._codec.cursor(recorded.cursor.sequence - 1), duplicate=False)
+
+    async def _record_fenced(self, activity: Activity, expected: int) -> Recorded:
+        """One event conditional on its own subject (``expected``) and on its organization having no tombstone.
+
+        One message carries one condition, so the organization's goes on a second message, on
+        ``fence.<org>``, stored atomically with the event (a message nothing delivers).
+        """
+        event = (subject_of(activity), encode_body(activity), self._headers(activity, expected=expected))
+        organization_id = activity.organization_id
+        fence = (fence_subject(organization_id), _marker_body(organization_id), still_open_condition(organization_id))
+        ack = await self._publish_atomic([event, fence])
+        if ack.error is not None and ack.error.err_code == _WRONG_LAST_SEQUENCE:
+            # Which of the two conditions failed? The tombstone, if there is one now (it never goes away).
+            if await self._has_tombstone(activity.organization_id):
+                self.deleted.add(activity.organization_id)
+                raise OrganizationDeletedError(activity.organization_id)
+            raise ConcurrentChangeError(ack.error.description)
+        recorded = self._recorded(ack)
+        return Recorded(self._codec.cursor(recorded.cursor.sequence - 1), duplicate=False)
+
+    async def _has_tombstone(self, organization_id: str) -> bool:
+        try:
+            await self._connection.manager.get_msg(self._stream, subject=tombstone_subject(organization_id))
+        except nats.js.errors.NotFoundError:
+            return False
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise UnavailableError(f"cannot read the log: {type(exc).__name__}") from exc
+        return True
+
+    async def _publish(self, messages: Sequence[Message]) -> list[PubAck]:
+        """Publish pipelined and wait for every acknowledgement (in the request's order)."""
         client = self._connection.client
         acks = self._inbox(client)
         try:
@@ -109,27 +216,54 @@ class Recorder:
             raise UnavailableError(f"NATS did not acknowledge the write: {type(exc).__name__}") from exc
         finally:
             acks.close(batch)
-        return [self._recorded(ack) for ack in batch.acks]
+        return [_arrived(ack) for ack in batch.acks]
+
+    async def _publish_atomic(self, messages: Sequence[Message]) -> PubAck:
+        """Publish ``messages`` as one atomic batch (all stored, contiguously, or none); returns the commit's ack."""
+        batch_id = f"{self._batch_prefix}-{next(self._batch_ids):x}"
+        client = self._connection.client
+        last = len(messages) - 1
+        try:
+            for index, (subject, body, headers) in enumerate(messages[:last]):
+                batch_headers = {**headers, BATCH_ID_HEADER: batch_id, BATCH_SEQUENCE_HEADER: str(index + 1)}
+                await client.publish(subject, body, headers=batch_headers)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise UnavailableError(f"NATS did not accept the write: {type(exc).__name__}") from exc
+        subject, body, headers = messages[last]
+        commit = {**headers, BATCH_ID_HEADER: batch_id, BATCH_SEQUENCE_HEADER: str(last + 1), BATCH_COMMIT_HEADER: "1"}
+        (ack,) = await self._publish([(subject, body, commit)])
+        return ack
 
     def _inbox(self, client: Client) -> AckInbox:
         if self._acks is None or self._acks.client is not client:
             self._acks = AckInbox(client)
         return self._acks
 
-    def _recorded(self, ack: PubAck | None) -> Recorded:
-        assert ack is not None  # the batch is done only when every acknowledgement arrived
+    def _recorded(self, ack: PubAck) -> Recorded:
         if ack.error is not None:
-            if ack.error.err_code == _WRONG_LAST_SEQUENCE:
-                raise ConcurrentChangeError(ack.error.description)
             raise UnavailableError(f"JetStream refused the write: {ack.error.description or ack.error.code}")
         return Recorded(self._codec.cursor(ack.seq), duplicate=ack.duplicate)
 
-    def _headers(self, activity: Activity, expected_last_subject_sequence: int | None) -> dict[str, str]:
+    def _headers(
+        self, activity: Activity, *, still_open: bool = False, expected: int | None = None, msg_id: bool = True
+    ) -> dict[str, str]:
         headers = {EXPECTED_STREAM_HEADER: self._stream}
-        if activity.idempotency_key is not None:
+        if msg_id and activity.idempotency_key is not None:
             headers[MSG_ID_HEADER] = activity.idempotency_key
         if activity.public:
             headers[PUBLIC_HEADER] = "1"
-        if expected_last_subject_sequence is not None:
-            headers[EXPECTED_LAST_SUBJECT_SEQUENCE_HEADER] = str(expected_last_subject_sequence)
+        if still_open:
+            headers.update(still_open_condition(activity.organization_id))
+        if expected is not None:
+            headers[EXPECTED_LAST_SUBJECT_SEQUENCE_HEADER] = str(expected)
         return headers
+
+
+def _marker_body(organization_id: str) -> bytes:
+    """The body of a tombstone or fence: not an event, but readable by anything that reads the whole log."""
+    return msgspec.json.encode({"organizationId": organization_id})
+
+
+def _arrived(ack: PubAck | None) -> PubAck:
+    assert ack is not None  # the batch is done only when every acknowledgement arrived
+    return ack
