@@ -65,11 +65,14 @@ def refuse_later_events(activities: Sequence[Activity], deleted: Iterable[str] |
     """Raise ``OrganizationDeletedError`` if any item is an event of an organization deleted before it.
 
     Deleted before it: known to be deleted in the log, or deleted by an earlier item of the same batch.
+    A deletion with an idempotency key of a known-deleted organization is left to the log: it may be
+    the retry of the very deletion that made it known, which answers as a duplicate.
     """
     deleting: set[str] = set()
     for activity in activities:
         organization_id = activity.organization_id
-        if organization_id in deleted or organization_id in deleting:
+        retry_of_deletion = activity.idempotency_key is not None and is_deletion(activity)
+        if organization_id in deleting or (organization_id in deleted and not retry_of_deletion):
             raise OrganizationDeletedError(organization_id)
         if is_deletion(activity):
             deleting.add(organization_id)

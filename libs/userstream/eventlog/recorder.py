@@ -17,9 +17,10 @@ import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
+from nats.js.api import RawStreamMsg
 
 from userstream.cursor import Cursor, CursorCodec
-from userstream.errors import OrganizationDeletedError, UnavailableError, UserstreamError
+from userstream.errors import FailedPreconditionError, OrganizationDeletedError, UnavailableError, UserstreamError
 from userstream.eventlog._acks import AckInbox, PubAck
 from userstream.eventlog.deletions import (
     DeletedOrganizations,
@@ -45,6 +46,8 @@ from userstream.nats_connection import NatsConnection
 
 # JetStream's error code for a failed Nats-Expected-Last-Subject-Sequence check.
 _WRONG_LAST_SEQUENCE = 10071
+# ... and for an atomic batch holding a Nats-Msg-Id seen within the duplicate window.
+_DUPLICATE_IN_ATOMIC_BATCH = 10201
 
 Message = tuple[str, bytes, dict[str, str]]
 
@@ -151,11 +154,11 @@ class Recorder:
     async def _record_deletion(self, activity: Activity) -> Recorded:
         """The deletion and its tombstone, atomically; refused if the organization has a tombstone already."""
         organization_id = activity.organization_id
-        # No Nats-Msg-Id: JetStream refuses one inside an atomic batch that it has seen before, and the
-        # tombstone makes a retried deletion harmless anyway (it is refused as a later event).
-        deletion = (subject_of(activity), encode_body(activity), self._headers(activity, still_open=True, msg_id=False))
+        deletion = (subject_of(activity), encode_body(activity), self._headers(activity, still_open=True))
         tombstone: Message = (tombstone_subject(organization_id), _marker_body(organization_id), {})
         ack = await self._publish_atomic([deletion, tombstone])
+        if ack.error is not None and ack.error.err_code == _DUPLICATE_IN_ATOMIC_BATCH:
+            return await self._earlier_deletion(activity)
         if ack.error is not None and ack.error.err_code == _WRONG_LAST_SEQUENCE:
             self.deleted.add(organization_id)
             raise OrganizationDeletedError(organization_id)
@@ -163,6 +166,24 @@ class Recorder:
         self.deleted.add(organization_id)
         # An atomic batch is stored contiguously; its acknowledgement names the last message (the tombstone).
         return Recorded(self._codec.cursor(recorded.cursor.sequence - 1), duplicate=False)
+
+    async def _earlier_deletion(self, activity: Activity) -> Recorded:
+        """JetStream has seen the deletion's idempotency key within the duplicate window: find what it recorded.
+
+        A retried deletion answers like any retried write, with the first cursor and ``duplicate``.
+        """
+        organization_id = activity.organization_id
+        tombstone = await self._last_message(tombstone_subject(organization_id))
+        if tombstone is not None and tombstone.seq is not None:
+            self.deleted.add(organization_id)
+            position = tombstone.seq - 1  # the deletion is stored right before its tombstone
+            deletion = await self._message_at(position)
+            if (deletion.headers or {}).get(MSG_ID_HEADER) == activity.idempotency_key:
+                return Recorded(self._codec.cursor(position), duplicate=True)
+            raise OrganizationDeletedError(organization_id)
+        raise FailedPreconditionError(
+            f"idempotency_key {activity.idempotency_key!r} was recorded for another event within the duplicate window"
+        )
 
     async def _record_fenced(self, activity: Activity, expected: int) -> Recorded:
         """One event conditional on its own subject (``expected``) and on its organization having no tombstone.
@@ -184,13 +205,22 @@ class Recorder:
         return Recorded(self._codec.cursor(recorded.cursor.sequence - 1), duplicate=False)
 
     async def _has_tombstone(self, organization_id: str) -> bool:
+        return await self._last_message(tombstone_subject(organization_id)) is not None
+
+    async def _last_message(self, subject: str) -> RawStreamMsg | None:
+        """The last message on ``subject``, asked of the stream leader (None: there is none)."""
         try:
-            await self._connection.manager.get_msg(self._stream, subject=tombstone_subject(organization_id))
+            return await self._connection.manager.get_msg(self._stream, subject=subject)
         except nats.js.errors.NotFoundError:
-            return False
+            return None
         except (nats.errors.Error, TimeoutError) as exc:
             raise UnavailableError(f"cannot read the log: {type(exc).__name__}") from exc
-        return True
+
+    async def _message_at(self, sequence: int) -> RawStreamMsg:
+        try:
+            return await self._connection.manager.get_msg(self._stream, seq=sequence)
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise UnavailableError(f"cannot read the log: {type(exc).__name__}") from exc
 
     async def _publish(self, messages: Sequence[Message]) -> list[PubAck]:
         """Publish pipelined and wait for every acknowledgement (in the request's order)."""
@@ -244,11 +274,9 @@ class Recorder:
             raise UnavailableError(f"JetStream refused the write: {ack.error.description or ack.error.code}")
         return Recorded(self._codec.cursor(ack.seq), duplicate=ack.duplicate)
 
-    def _headers(
-        self, activity: Activity, *, still_open: bool = False, expected: int | None = None, msg_id: bool = True
-    ) -> dict[str, str]:
+    def _headers(self, activity: Activity, *, still_open: bool = False, expected: int | None = None) -> dict[str, str]:
         headers = {EXPECTED_STREAM_HEADER: self._stream}
-        if msg_id and activity.idempotency_key is not None:
+        if activity.idempotency_key is not None:
             headers[MSG_ID_HEADER] = activity.idempotency_key
         if activity.public:
             headers[PUBLIC_HEADER] = "1"

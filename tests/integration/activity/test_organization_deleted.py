@@ -198,3 +198,18 @@ def _writes(organization_id: str, lane: int, index: int) -> list[ActivityInput]:
         ActivityInput(type="page.updated", organization_id=organization_id, entity_id=f"b{lane}-{index}-{item}")
         for item in range(5)
     ]
+
+
+async def test_a_retried_deletion_answers_as_a_duplicate(
+    stub: pb_grpc.ActivityServiceStub, activity: RunningActivity
+) -> None:
+    keyed = pb.Activity(type="organization.deleted", organization_id="acme", idempotency_key="delete-acme")
+    first = await stub.RecordActivity(pb.RecordActivityRequest(activity=keyed), timeout=5)
+    head = await activity.client.get_cursor()
+    again = await stub.RecordActivity(pb.RecordActivityRequest(activity=keyed), timeout=5)
+    assert (again.cursor, again.duplicate, first.duplicate) == (first.cursor, True, False)
+    # Another key is another deletion: refused like every later event.
+    other = pb.Activity(type="organization.deleted", organization_id="acme", idempotency_key="delete-acme-2")
+    error = await refusal(stub.RecordActivity(pb.RecordActivityRequest(activity=other), timeout=5))
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert await activity.client.get_cursor() == head

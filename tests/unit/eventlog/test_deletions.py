@@ -53,3 +53,13 @@ def test_the_condition_names_the_organizations_tombstone() -> None:
         "Nats-Expected-Last-Subject-Sequence": "0",
         "Nats-Expected-Last-Subject-Sequence-Subject": "tombstone.acme",
     }
+
+
+def test_a_keyed_deletion_of_a_known_deleted_organization_is_left_to_the_log() -> None:
+    """It may be the retry of the deletion that made it known (the log answers duplicate or refuses)."""
+    retry = activity("organization.deleted", "acme", idempotency_key="k")
+    refuse_later_events([retry], {"acme"})
+    with pytest.raises(OrganizationDeletedError):
+        refuse_later_events([activity("organization.deleted", "acme")], {"acme"})
+    with pytest.raises(OrganizationDeletedError):
+        refuse_later_events([retry, retry], set())
