@@ -110,7 +110,15 @@ class EventLog:
         await self.deleted.refresh(self._connection.client, manager, self.stream)
         self._codec = CursorCodec(log_id)
         if self._recorder is None:
-            self._recorder = Recorder(self._connection, self.stream, self._codec, self._timeout, deleted=self.deleted)
+            self._recorder = Recorder(
+                self._connection,
+                self.stream,
+                self._codec,
+                self._timeout,
+                deleted=self.deleted,
+                # Replicated: conditional writes of one organization are serialised by JetStream.
+                serialized=self._settings.replicas > 1,
+            )
         else:
             self._recorder = self._recorder.for_log(self._codec)
         self._set_ready(ready=True)

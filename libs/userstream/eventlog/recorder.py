@@ -16,12 +16,14 @@ from dataclasses import dataclass
 import msgspec
 import nats.errors
 import nats.js.errors
+import structlog
 from nats.aio.client import Client
 from nats.js.api import RawStreamMsg
 
 from userstream.cursor import Cursor, CursorCodec
 from userstream.errors import FailedPreconditionError, OrganizationDeletedError, UnavailableError, UserstreamError
 from userstream.eventlog._acks import AckInbox, PubAck
+from userstream.eventlog._org_locks import OrganizationLocks
 from userstream.eventlog.deletions import (
     DeletedOrganizations,
     is_deletion,
@@ -44,10 +46,18 @@ from userstream.events.model import Activity
 from userstream.events.wire import encode_body
 from userstream.nats_connection import NatsConnection
 
+log = structlog.get_logger("userstream.eventlog")
+
 # JetStream's error code for a failed Nats-Expected-Last-Subject-Sequence check.
 _WRONG_LAST_SEQUENCE = 10071
 # ... and for an atomic batch holding a Nats-Msg-Id seen within the duplicate window.
 _DUPLICATE_IN_ATOMIC_BATCH = 10201
+# A clustered stream's leader refuses a conditional write, without comparing, while another one checked
+# against the same subject is still being replicated (see ``_org_locks``).
+_NOT_READY = 10164
+# Waits between attempts of a write refused as not ready: another process's write is being replicated.
+_NOT_READY_FIRST_WAIT = 0.001
+_NOT_READY_MAX_WAIT = 0.05
 
 Message = tuple[str, bytes, dict[str, str]]
 
@@ -76,6 +86,13 @@ class Recorder:
     message is conditional on its organization having no tombstone, and a
     deletion is stored atomically with the tombstone. A batch with a deletion is
     recorded in order, in segments: what precedes it, the deletion, what follows.
+
+    On a clustered stream (``serialized``, or learnt from the first refusal as
+    not ready) JetStream replicates one conditional write per organization at a
+    time: the recorder then holds the request's organizations' locks, publishes
+    the batch in waves in which each organization appears once (pipelined
+    within a wave, waves in order), and retries a write refused as not ready
+    (one from another process being replicated) until ``timeout``.
     """
 
     def __init__(
@@ -87,6 +104,7 @@ class Recorder:
         *,
         acks: AckInbox | None = None,
         deleted: DeletedOrganizations | None = None,
+        serialized: bool = False,
     ) -> None:
         self._connection = connection
         self._stream = stream
@@ -94,12 +112,17 @@ class Recorder:
         self._timeout = timeout
         self._acks = acks
         self.deleted = deleted if deleted is not None else DeletedOrganizations()
+        self.serialized = serialized
+        self._locks = OrganizationLocks()
         self._batch_ids = itertools.count()
         self._batch_prefix = os.urandom(6).hex()
 
     def for_log(self, codec: CursorCodec) -> Recorder:
         """The same recorder (and acknowledgement inbox) for a reopened log."""
-        return Recorder(self._connection, self._stream, codec, self._timeout, acks=self._acks, deleted=self.deleted)
+        recorder = Recorder(self._connection, self._stream, codec, self._timeout, acks=self._acks, deleted=self.deleted)
+        recorder.serialized = self.serialized
+        recorder._locks = self._locks  # writes in flight on the old log still hold them
+        return recorder
 
     async def record(
         self, activities: Sequence[Activity], *, expected_last_subject_sequence: int | None = None
@@ -116,9 +139,15 @@ class Recorder:
         refuse_later_events(activities, self.deleted)
         if not self._connection.connected:
             raise UnavailableError("NATS is not connected")
-        if expected_last_subject_sequence is not None:
+        if not self.serialized:
+            return await self._record_in_order(activities, expected_last_subject_sequence)
+        async with self._locks.holding(activity.organization_id for activity in activities):
+            return await self._record_in_order(activities, expected_last_subject_sequence)
+
+    async def _record_in_order(self, activities: Sequence[Activity], expected: int | None) -> list[Recorded]:
+        if expected is not None:
             (activity,) = activities
-            return [await self._record_fenced(activity, expected_last_subject_sequence)]
+            return [await self._record_fenced(activity, expected)]
         results: list[Recorded] = []
         segment: list[Activity] = []
         for activity in activities:
@@ -138,18 +167,53 @@ class Recorder:
             (subject_of(activity), encode_body(activity), self._headers(activity, still_open=True))
             for activity in activities
         ]
-        acks = await self._publish(messages)
-        refused = [
-            activity.organization_id
-            for activity, ack in zip(activities, acks, strict=True)
-            if ack.error is not None and ack.error.err_code == _WRONG_LAST_SEQUENCE
-        ]
+        acks: list[PubAck] = []
+        for start, end in self._waves(activities):
+            wave = messages[start:end]
+            acks += await self._retried_while_not_ready(wave, await self._publish(wave))
+            if any(_refused(ack) for ack in acks):
+                break  # a deletion raced this batch: nothing after the refusal is sent
+        activities = activities[: len(acks)]
+        refused = [activity.organization_id for activity, ack in zip(activities, acks, strict=True) if _refused(ack)]
         if refused:
             # Only a deletion racing this very batch gets here (a known one is refused before sending).
             for organization_id in refused:
                 self.deleted.add(organization_id)
             raise OrganizationDeletedError(refused[0])
         return [self._recorded(ack) for ack in acks]
+
+    def _waves(self, activities: Sequence[Activity]) -> list[tuple[int, int]]:
+        """Index ranges published together: all at once, or (serialized) runs in which no organization repeats."""
+        if not self.serialized:
+            return [(0, len(activities))]
+        waves: list[tuple[int, int]] = []
+        start = 0
+        seen: set[str] = set()
+        for index, activity in enumerate(activities):
+            if activity.organization_id in seen:
+                waves.append((start, index))
+                start, seen = index, set()
+            seen.add(activity.organization_id)
+        waves.append((start, len(activities)))
+        return waves
+
+    async def _retried_while_not_ready(self, messages: Sequence[Message], acks: list[PubAck]) -> list[PubAck]:
+        """Publish again, one by one in order, the messages refused as not ready (until ``timeout``)."""
+        pending = [index for index, ack in enumerate(acks) if _not_ready(ack)]
+        if not pending:
+            return acks
+        if not self.serialized:
+            log.info("log.conditional_writes_serialized", stream=self._stream)
+            self.serialized = True  # a clustered stream after all: from now on, waves and locks
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        for index in pending:
+            wait = _NOT_READY_FIRST_WAIT
+            while _not_ready(acks[index]) and loop.time() < deadline:
+                await asyncio.sleep(wait)  # a write of another process is being replicated
+                wait = min(wait * 2, _NOT_READY_MAX_WAIT)
+                (acks[index],) = await self._publish([messages[index]])
+        return acks
 
     async def _record_deletion(self, activity: Activity) -> Recorded:
         """The deletion and its tombstone, atomically; refused if the organization has a tombstone already."""
@@ -249,7 +313,21 @@ class Recorder:
         return [_arrived(ack) for ack in batch.acks]
 
     async def _publish_atomic(self, messages: Sequence[Message]) -> PubAck:
-        """Publish ``messages`` as one atomic batch (all stored, contiguously, or none); returns the commit's ack."""
+        """Publish ``messages`` as one atomic batch (all stored, contiguously, or none); returns the commit's ack.
+
+        Refused as not ready (see ``_org_locks``), the batch stored nothing and is sent again, until ``timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        wait = _NOT_READY_FIRST_WAIT
+        ack = await self._publish_atomic_once(messages)
+        while _not_ready(ack) and loop.time() < deadline:
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, _NOT_READY_MAX_WAIT)
+            ack = await self._publish_atomic_once(messages)
+        return ack
+
+    async def _publish_atomic_once(self, messages: Sequence[Message]) -> PubAck:
         batch_id = f"{self._batch_prefix}-{next(self._batch_ids):x}"
         client = self._connection.client
         last = len(messages) - 1
@@ -285,6 +363,15 @@ class Recorder:
         if expected is not None:
             headers[EXPECTED_LAST_SUBJECT_SEQUENCE_HEADER] = str(expected)
         return headers
+
+
+def _refused(ack: PubAck) -> bool:
+    """Refused by a condition: for a message conditional on its organization's tombstone, deleted."""
+    return ack.error is not None and ack.error.err_code == _WRONG_LAST_SEQUENCE
+
+
+def _not_ready(ack: PubAck) -> bool:
+    return ack.error is not None and ack.error.err_code == _NOT_READY
 
 
 def _marker_body(organization_id: str) -> bytes:

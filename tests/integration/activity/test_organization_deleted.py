@@ -12,6 +12,7 @@ from nats.aio.client import Client
 
 from tests.conftest import RunningActivity, start_activity
 from tests.integration.activity.conftest import stored_messages
+from tests.support.cluster import NatsCluster
 from tests.support.processes import ServiceProcess, clean_environment, start_all
 from userstream.embedded_nats import NatsServerProcess
 from userstream.errors import FailedPreconditionError
@@ -213,3 +214,39 @@ async def test_a_retried_deletion_answers_as_a_duplicate(
     error = await refusal(stub.RecordActivity(pb.RecordActivityRequest(activity=other), timeout=5))
     assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert await activity.client.get_cursor() == head
+
+
+async def test_on_a_cluster_concurrent_writes_of_one_organization_all_land(nats_cluster: NatsCluster) -> None:
+    """A replicated stream's leader refuses a conditional write while another one on the same organization is
+    being replicated. Concurrent batches and single events into the same organizations all succeed: from one
+    process each batch in request order; from two at once every item once (a write of one organization refused
+    as not ready because of the other process is sent again, possibly after later items of its batch)."""
+    first = await start_activity(nats_cluster.urls, STREAM_REPLICAS="3")
+    second = await start_activity(nats_cluster.urls, STREAM_REPLICAS="3")
+    recorded: list[int] = []
+    try:
+
+        async def write(client: ActivityClient, lane: int, *, in_order: bool) -> None:
+            for index in range(6):
+                batch = [
+                    ActivityInput(type="page.updated", organization_id=org, entity_id=f"p{lane}-{index}-{item}")
+                    for item, org in enumerate(["acme", "acme", "globex", "acme", "globex"])
+                ]
+                cursors = [int(result.cursor) for result in await client.record_many(batch)]
+                if in_order:
+                    assert cursors == sorted(cursors)
+                single = ActivityInput(type="page.updated", organization_id="acme", entity_id=f"s{lane}-{index}")
+                recorded.extend([*cursors, int((await client.record(single)).cursor)])
+
+        await asyncio.wait_for(asyncio.gather(*(write(first.client, lane, in_order=True) for lane in range(8))), 60)
+        both = [write(running.client, lane, in_order=False) for lane in range(8, 14) for running in (first, second)]
+        await asyncio.wait_for(asyncio.gather(*both), 60)
+        assert len(set(recorded)) == len(recorded) == (8 + 6 * 2) * 6 * 6
+        await first.client.record(ActivityInput(type="organization.deleted", organization_id="acme"))
+        with pytest.raises(FailedPreconditionError, match="'acme'"):
+            await second.client.record(ActivityInput(type="page.updated", organization_id="acme", entity_id="late"))
+        await second.client.record(ActivityInput(type="page.updated", organization_id="globex", entity_id="fine"))
+    finally:
+        for running in (first, second):
+            await running.client.close()
+            await running.service.stop()
