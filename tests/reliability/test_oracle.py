@@ -142,7 +142,7 @@ def test_organization_deleted_is_final() -> None:
         event(1, "membership.created", "acme", user="alice", role="member"),
         event(2, "page.updated", "acme", public=True),
         event(3, "organization.deleted", "acme"),
-        LoggedEvent(4, "4", "tombstone.acme", b'{"organizationId": "acme"}', False),  # bookkeeping, not an event
+        LoggedEvent(4, "4", "tombstone.acme.0", b'{"organizationId": "acme"}', False),  # bookkeeping, not an event
         event(5, "page.updated", "acme", public=True),
         event(6, "membership.created", "acme", user="alice", role="admin"),
         event(7, "page.updated", "globex"),

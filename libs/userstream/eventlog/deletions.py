@@ -1,17 +1,26 @@
 """``organization.deleted`` is final (CONTRACT §2): the rule every writer applies, decided by the log.
 
 How the log decides. An ``organization.deleted`` is stored in one atomic batch
-with a tombstone, a message on ``tombstone.<org>``; every write of an event of
-an organization (its own events on ``org.<org>``, membership events on
-``user.<member>``) carries the JetStream condition "``tombstone.<org>`` is
-still empty" (``Nats-Expected-Last-Subject-Sequence: 0`` checked against that
-subject). JetStream checks conditions in log order on the stream leader, so a
-write that races the deletion — from another replica, another service, the
-outbox relay — lands before it or is refused; none can land after it, and a
-second deletion is refused like any other later event. The tombstone never
-changes afterwards, so concurrent writers of a live organization never
-conflict with each other: the common path costs one subject lookup on the
-server, no extra round trip here.
+with its tombstones, one message on each ``tombstone.<org>.<lane>``; every
+write of an event of an organization (its own events on ``org.<org>``,
+membership events on ``user.<member>``) carries the JetStream condition "my
+lane of ``tombstone.<org>`` is still empty" (``Nats-Expected-Last-Subject-
+Sequence: 0`` checked against that subject). JetStream checks conditions in
+log order on the stream leader, so a write that races the deletion — from
+another replica, another service, the outbox relay — lands before it or is
+refused; none can land after it, and a second deletion is refused like any
+other later event. A tombstone never changes afterwards, so writers of a live
+organization never conflict with each other on a single server: the common
+path costs one subject lookup on the server, no extra round trip here.
+
+Why lanes. A replicated stream's leader refuses a conditional write, without
+comparing (error 10164), while another write checked against the same subject
+is still being replicated — including, for a moment after its
+acknowledgement, the caller's own previous one. Writers therefore spread an
+organization's writes over several lanes (``WRITE_LANES``, in turn), acl uses
+a lane of its own (``ACL_LANE``), and the deletion checks and fills every
+lane at once. Lane 0 is the one readers look at: its tombstone is stored
+right after the ``organization.deleted``.
 
 ``DeletedOrganizations`` is what this process knows of the log's tombstones
 (loaded whenever the log opens, then kept current from their republished
@@ -37,15 +46,21 @@ from userstream.errors import OrganizationDeletedError
 from userstream.eventlog.subjects import (
     EXPECTED_LAST_SUBJECT_SEQUENCE_HEADER,
     EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT_HEADER,
+    LIVE_PREFIX,
     TOMBSTONE_PREFIX,
     live_subject,
+    organization_of_tombstone,
     tombstone_subject,
 )
 from userstream.events.model import Action, Activity, Kind
 
 log = structlog.get_logger("userstream.eventlog")
 
-TOMBSTONES = TOMBSTONE_PREFIX + "*"
+TOMBSTONES = TOMBSTONE_PREFIX + "*.*"
+# The lanes of the activity service and other writers, taken in turn per organization; acl's own lane.
+WRITE_LANES = (0, 1, 2, 3)
+ACL_LANE = 4
+LANES = (*WRITE_LANES, ACL_LANE)
 
 
 def is_deletion(activity: Activity) -> bool:
@@ -53,11 +68,11 @@ def is_deletion(activity: Activity) -> bool:
     return activity.kind is Kind.ORGANIZATION and activity.action is Action.DELETE
 
 
-def still_open_condition(organization_id: str) -> dict[str, str]:
-    """The headers that make a write land only while ``organization_id`` has no tombstone."""
+def still_open_condition(organization_id: str, lane: int = 0) -> dict[str, str]:
+    """The headers that make a write land only while ``organization_id`` has no tombstone (in ``lane``)."""
     return {
         EXPECTED_LAST_SUBJECT_SEQUENCE_HEADER: "0",
-        EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT_HEADER: tombstone_subject(organization_id),
+        EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT_HEADER: tombstone_subject(organization_id, lane),
     }
 
 
@@ -107,7 +122,7 @@ class DeletedOrganizations:
         info = await manager.stream_info(stream, subjects_filter=TOMBSTONES)
         subjects = info.state.subjects or {}
         before = len(self._known)
-        self._known.update(subject[len(TOMBSTONE_PREFIX) :] for subject in subjects)
+        self._known.update(organization_of_tombstone(subject)[0] for subject in subjects)
         log.info("log.deleted_organizations", known=len(self._known), new=len(self._known) - before)
 
     async def close(self) -> None:
@@ -118,5 +133,5 @@ class DeletedOrganizations:
                 await subscription.unsubscribe()
 
     async def _on_tombstone(self, msg: Msg) -> None:
-        subject = msg.subject.removeprefix(live_subject(TOMBSTONE_PREFIX))
-        self._known.add(subject)
+        organization_id, _ = organization_of_tombstone(msg.subject.removeprefix(LIVE_PREFIX))
+        self._known.add(organization_id)

@@ -11,7 +11,7 @@ import structlog
 
 from userstream.cursor import Cursor, CursorCodec, LogBounds
 from userstream.errors import UnavailableError
-from userstream.eventlog.deletions import DeletedOrganizations
+from userstream.eventlog.deletions import WRITE_LANES, DeletedOrganizations
 from userstream.eventlog.recorder import Recorder
 from userstream.eventlog.stream import log_id_of, provision_stream
 from userstream.nats_connection import NatsConnection
@@ -27,12 +27,21 @@ class EventLog:
     """Opens the ``ACTIVITY`` stream whenever NATS (re)connects.
 
     The owner (the activity service) creates or updates the stream; other
-    services wait until it exists. ``ready`` is true while NATS is connected and
+    services wait until it exists. ``lanes``: the tombstone lanes its writes are conditional on
+    (``userstream.eventlog.deletions``). ``ready`` is true while NATS is connected and
     the stream is known; listeners hear every change (health checks use it).
     """
 
-    def __init__(self, connection: NatsConnection, settings: LogStreamSettings, *, owner: bool) -> None:
+    def __init__(
+        self,
+        connection: NatsConnection,
+        settings: LogStreamSettings,
+        *,
+        owner: bool,
+        lanes: tuple[int, ...] = WRITE_LANES,
+    ) -> None:
         self._connection = connection
+        self._lanes = lanes
         self._settings = settings
         self._owner = owner
         self._timeout = connection.request_timeout
@@ -118,6 +127,7 @@ class EventLog:
                 deleted=self.deleted,
                 # Replicated: conditional writes of one organization are serialised by JetStream.
                 serialized=self._settings.replicas > 1,
+                lanes=self._lanes,
             )
         else:
             self._recorder = self._recorder.for_log(self._codec)

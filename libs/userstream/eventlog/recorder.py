@@ -25,6 +25,8 @@ from userstream.errors import FailedPreconditionError, OrganizationDeletedError,
 from userstream.eventlog._acks import AckInbox, PubAck
 from userstream.eventlog._org_locks import OrganizationLocks
 from userstream.eventlog.deletions import (
+    LANES,
+    WRITE_LANES,
     DeletedOrganizations,
     is_deletion,
     refuse_later_events,
@@ -58,6 +60,8 @@ _NOT_READY = 10164
 # Waits between attempts of a write refused as not ready: another process's write is being replicated.
 _NOT_READY_FIRST_WAIT = 0.001
 _NOT_READY_MAX_WAIT = 0.05
+# Organizations whose next lane is remembered (serialized streams); forgotten all at once beyond this.
+_MAX_TRACKED_LANES = 65_536
 
 Message = tuple[str, bytes, dict[str, str]]
 
@@ -105,6 +109,7 @@ class Recorder:
         acks: AckInbox | None = None,
         deleted: DeletedOrganizations | None = None,
         serialized: bool = False,
+        lanes: tuple[int, ...] = WRITE_LANES,
     ) -> None:
         self._connection = connection
         self._stream = stream
@@ -113,14 +118,24 @@ class Recorder:
         self._acks = acks
         self.deleted = deleted if deleted is not None else DeletedOrganizations()
         self.serialized = serialized
+        self._lanes = lanes
+        self._next_lane: dict[str, int] = {}
         self._locks = OrganizationLocks()
         self._batch_ids = itertools.count()
         self._batch_prefix = os.urandom(6).hex()
 
     def for_log(self, codec: CursorCodec) -> Recorder:
         """The same recorder (and acknowledgement inbox) for a reopened log."""
-        recorder = Recorder(self._connection, self._stream, codec, self._timeout, acks=self._acks, deleted=self.deleted)
-        recorder.serialized = self.serialized
+        recorder = Recorder(
+            self._connection,
+            self._stream,
+            codec,
+            self._timeout,
+            acks=self._acks,
+            deleted=self.deleted,
+            serialized=self.serialized,
+            lanes=self._lanes,
+        )
         recorder._locks = self._locks  # writes in flight on the old log still hold them
         return recorder
 
@@ -216,20 +231,31 @@ class Recorder:
         return acks
 
     async def _record_deletion(self, activity: Activity) -> Recorded:
-        """The deletion and its tombstone, atomically; refused if the organization has a tombstone already."""
+        """The deletion and its tombstones, atomically; refused if the organization has a tombstone already.
+
+        The deletion checks lane 0 and is followed by its tombstone there; every other lane's tombstone
+        checks its own lane, so a write in flight in any lane makes the deletion wait for it.
+        """
         organization_id = activity.organization_id
-        deletion = (subject_of(activity), encode_body(activity), self._headers(activity, still_open=True))
-        tombstone: Message = (tombstone_subject(organization_id), _marker_body(organization_id), {})
-        ack = await self._publish_atomic([deletion, tombstone])
+        body = _marker_body(organization_id)
+        messages: list[Message] = [
+            (subject_of(activity), encode_body(activity), self._headers(activity, lane=LANES[0])),
+            (tombstone_subject(organization_id, LANES[0]), body, {}),
+            *(
+                (tombstone_subject(organization_id, lane), body, still_open_condition(organization_id, lane))
+                for lane in LANES[1:]
+            ),
+        ]
+        ack = await self._publish_atomic(messages)
         if ack.error is not None and ack.error.err_code == _DUPLICATE_IN_ATOMIC_BATCH:
             return await self._earlier_deletion(activity)
-        if ack.error is not None and ack.error.err_code == _WRONG_LAST_SEQUENCE:
+        if _refused(ack):
             self.deleted.add(organization_id)
             raise OrganizationDeletedError(organization_id)
         recorded = self._recorded(ack)
         self.deleted.add(organization_id)
-        # An atomic batch is stored contiguously; its acknowledgement names the last message (the tombstone).
-        return Recorded(self._codec.cursor(recorded.cursor.sequence - 1), duplicate=False)
+        # An atomic batch is stored contiguously; its acknowledgement names its last message.
+        return Recorded(self._codec.cursor(recorded.cursor.sequence - len(messages) + 1), duplicate=False)
 
     async def _earlier_deletion(self, activity: Activity) -> Recorded:
         """JetStream has seen the deletion's idempotency key within the duplicate window: find what it recorded.
@@ -237,7 +263,7 @@ class Recorder:
         A retried deletion answers like any retried write, with the first cursor and ``duplicate``.
         """
         organization_id = activity.organization_id
-        tombstone = await self._last_message(tombstone_subject(organization_id))
+        tombstone = await self._last_message(tombstone_subject(organization_id, LANES[0]))
         if tombstone is not None and tombstone.seq is not None:
             self.deleted.add(organization_id)
             position = tombstone.seq - 1  # the deletion is stored right before its tombstone
@@ -257,7 +283,8 @@ class Recorder:
         """
         event = (subject_of(activity), encode_body(activity), self._headers(activity, expected=expected))
         organization_id = activity.organization_id
-        fence = (fence_subject(organization_id), _marker_body(organization_id), still_open_condition(organization_id))
+        condition = still_open_condition(organization_id, self._lane_for(organization_id))
+        fence = (fence_subject(organization_id), _marker_body(organization_id), condition)
         ack = await self._publish_atomic([event, fence])
         if ack.error is not None and ack.error.err_code == _WRONG_LAST_SEQUENCE:
             # Which of the two conditions failed? The tombstone, if there is one now (it never goes away).
@@ -269,7 +296,7 @@ class Recorder:
         return Recorded(self._codec.cursor(recorded.cursor.sequence - 1), duplicate=False)
 
     async def _has_tombstone(self, organization_id: str) -> bool:
-        return await self._last_message(tombstone_subject(organization_id)) is not None
+        return await self._last_message(tombstone_subject(organization_id, LANES[0])) is not None
 
     async def _last_message(self, subject: str) -> RawStreamMsg | None:
         """The last message on ``subject``, asked of the stream leader (None: there is none)."""
@@ -352,14 +379,30 @@ class Recorder:
             raise UnavailableError(f"JetStream refused the write: {ack.error.description or ack.error.code}")
         return Recorded(self._codec.cursor(ack.seq), duplicate=ack.duplicate)
 
-    def _headers(self, activity: Activity, *, still_open: bool = False, expected: int | None = None) -> dict[str, str]:
+    def _lane_for(self, organization_id: str) -> int:
+        """This write's lane: the first on a single server; in turn per organization when serialized."""
+        lanes = self._lanes
+        if not self.serialized or len(lanes) == 1:
+            return lanes[0]
+        turns = self._next_lane
+        if len(turns) > _MAX_TRACKED_LANES:
+            turns.clear()  # only recent writes matter: a lane's mark clears moments after its write
+        turn = turns.get(organization_id, 0)
+        turns[organization_id] = turn + 1
+        return lanes[turn % len(lanes)]
+
+    def _headers(
+        self, activity: Activity, *, still_open: bool = False, expected: int | None = None, lane: int | None = None
+    ) -> dict[str, str]:
         headers = {EXPECTED_STREAM_HEADER: self._stream}
         if activity.idempotency_key is not None:
             headers[MSG_ID_HEADER] = activity.idempotency_key
         if activity.public:
             headers[PUBLIC_HEADER] = "1"
-        if still_open:
-            headers.update(still_open_condition(activity.organization_id))
+        if lane is None and still_open:
+            lane = self._lane_for(activity.organization_id)
+        if lane is not None:
+            headers.update(still_open_condition(activity.organization_id, lane))
         if expected is not None:
             headers[EXPECTED_LAST_SUBJECT_SEQUENCE_HEADER] = str(expected)
         return headers

@@ -7,13 +7,14 @@ from userstream.events.model import Activity, Kind
 USER_PREFIX = "user."
 ORG_PREFIX = "org."
 LIVE_PREFIX = "live."
-# Bookkeeping subjects, never delivered to clients: ``tombstone.<org>`` holds one message once the
-# organization is deleted (recorded atomically with its ``organization.deleted``), and every later
-# write of that organization is conditional on it being empty; ``fence.<org>`` carries the message
-# that puts that condition on an acl mutation whose own condition is on the member's subject.
+# Bookkeeping subjects, never delivered to clients: ``tombstone.<org>.<lane>`` holds one message per
+# lane once the organization is deleted (recorded atomically with its ``organization.deleted``), and
+# every later write of that organization is conditional on its lane being empty; ``fence.<org>``
+# carries the message that puts that condition on an acl mutation whose own condition is on the
+# member's subject (see ``deletions``).
 TOMBSTONE_PREFIX = "tombstone."
 FENCE_PREFIX = "fence."
-STREAM_SUBJECTS = ("user.*", "org.*", TOMBSTONE_PREFIX + "*", FENCE_PREFIX + "*")
+STREAM_SUBJECTS = ("user.*", "org.*", TOMBSTONE_PREFIX + "*.*", FENCE_PREFIX + "*")
 
 # Set by JetStream on every republished message.
 SEQUENCE_HEADER = "Nats-Sequence"
@@ -41,8 +42,14 @@ def org_subject(organization_id: str) -> str:
     return ORG_PREFIX + organization_id
 
 
-def tombstone_subject(organization_id: str) -> str:
-    return TOMBSTONE_PREFIX + organization_id
+def tombstone_subject(organization_id: str, lane: int) -> str:
+    return f"{TOMBSTONE_PREFIX}{organization_id}.{lane}"
+
+
+def organization_of_tombstone(subject: str) -> tuple[str, int]:
+    """``tombstone.<org>.<lane>`` → (org, lane)."""
+    organization_id, _, lane = subject[len(TOMBSTONE_PREFIX) :].rpartition(".")
+    return organization_id, int(lane)
 
 
 def fence_subject(organization_id: str) -> str:

@@ -106,7 +106,7 @@ async def test_a_restart_from_a_snapshot_still_knows_after_the_log_forgot(
     client = await nats.connect(nats_server.url)
     try:
         for index in range(20):
-            info = await client.jsm().stream_info("ACTIVITY", subjects_filter="tombstone.*")
+            info = await client.jsm().stream_info("ACTIVITY", subjects_filter="tombstone.*.*")
             if not info.state.subjects:
                 break
             page = ActivityInput(type="page.updated", organization_id="globex", entity_id=f"p{index}")

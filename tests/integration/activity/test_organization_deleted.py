@@ -91,7 +91,7 @@ async def test_a_batch_may_delete_an_organization_after_its_last_events(
         "organization.deleted",
         "page.updated",
     ]
-    assert stored[cursors[1] + 1].subject == "tombstone.acme"
+    assert stored[cursors[1] + 1].subject == "tombstone.acme.0"
     # Continuing the organization within one batch is refused before anything is sent.
     head = max(stored)
     continued = [

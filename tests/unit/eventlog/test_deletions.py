@@ -6,6 +6,7 @@ import pytest
 
 from userstream.errors import FailedPreconditionError, OrganizationDeletedError
 from userstream.eventlog.deletions import is_deletion, refuse_later_events, still_open_condition
+from userstream.eventlog.subjects import organization_of_tombstone
 from userstream.events.model import Activity, ActivityInput
 from userstream.events.validation import Limits, validate_activity
 from userstream.policy import default_policy
@@ -51,8 +52,10 @@ def test_only_organization_deleted_is_a_deletion() -> None:
 def test_the_condition_names_the_organizations_tombstone() -> None:
     assert still_open_condition("acme") == {
         "Nats-Expected-Last-Subject-Sequence": "0",
-        "Nats-Expected-Last-Subject-Sequence-Subject": "tombstone.acme",
+        "Nats-Expected-Last-Subject-Sequence-Subject": "tombstone.acme.0",
     }
+    assert still_open_condition("a_b-c", 3)["Nats-Expected-Last-Subject-Sequence-Subject"] == "tombstone.a_b-c.3"
+    assert organization_of_tombstone("tombstone.acme.3") == ("acme", 3)
 
 
 def test_a_keyed_deletion_of_a_known_deleted_organization_is_left_to_the_log() -> None:

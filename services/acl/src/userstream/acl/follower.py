@@ -1,10 +1,10 @@
 """Keeps this replica's membership projection caught up with the log, and says how far it is.
 
-The follower reads ``user.*`` and ``tombstone.*`` of the ``ACTIVITY`` stream
+The follower reads ``user.*`` and ``tombstone.*.*`` of the ``ACTIVITY`` stream
 with an ordered consumer (see ``_feed``) and applies each membership event in
 order with the one shared rule (``userstream.memberships``), and each
-organization's deletion at its position (its tombstone is stored right after
-it, ``userstream.eventlog.deletions``). ``position`` is the highest log
+organization's deletion at its position (its lane-0 tombstone is stored right
+after it, ``userstream.eventlog.deletions``). ``position`` is the highest log
 position the projection is known to reflect: the last event applied, or the
 head confirmed by the last barrier, whichever is higher.
 
@@ -34,9 +34,9 @@ from userstream.acl_state.projection import MembershipProjection
 from userstream.coalesce import Coalescer
 from userstream.cursor import LogBounds
 from userstream.errors import UnavailableError
-from userstream.eventlog.deletions import TOMBSTONES
+from userstream.eventlog.deletions import LANES, TOMBSTONES
 from userstream.eventlog.log import EventLog
-from userstream.eventlog.subjects import TOMBSTONE_PREFIX, USER_PREFIX
+from userstream.eventlog.subjects import TOMBSTONE_PREFIX, USER_PREFIX, organization_of_tombstone
 from userstream.nats_connection import NatsConnection
 
 log = structlog.get_logger("userstream.acl")
@@ -160,10 +160,13 @@ class MembershipFollower:
     async def _on_event(self, sequence: int, msg: Msg) -> None:
         projection = self.projection
         if msg.subject.startswith(TOMBSTONE_PREFIX):
-            # Stored in one atomic batch right after its organization.deleted, at sequence - 1.
-            organization_id = msg.subject[len(TOMBSTONE_PREFIX) :]
-            projection.delete_organization(sequence, organization_id, sequence - 1)
-            log.info("acl.organization_deleted", organization_id=organization_id, position=sequence - 1)
+            organization_id, lane = organization_of_tombstone(msg.subject)
+            if lane == LANES[0]:
+                # Stored in one atomic batch right after its organization.deleted, at sequence - 1.
+                projection.delete_organization(sequence, organization_id, sequence - 1)
+                log.info("acl.organization_deleted", organization_id=organization_id, position=sequence - 1)
+            else:
+                projection.advance(sequence)
             self._applied.advance(sequence)
             return
         try:
