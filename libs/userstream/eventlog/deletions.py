@@ -52,7 +52,8 @@ from userstream.eventlog.subjects import (
     organization_of_tombstone,
     tombstone_subject,
 )
-from userstream.events.model import Action, Activity, Kind
+from userstream.events.model import Action, Activity
+from userstream.policy import ORGANIZATION
 
 log = structlog.get_logger("userstream.eventlog")
 
@@ -65,7 +66,7 @@ LANES = (*WRITE_LANES, ACL_LANE)
 
 def is_deletion(activity: Activity) -> bool:
     """Whether ``activity`` is an ``organization.deleted``."""
-    return activity.kind is Kind.ORGANIZATION and activity.action is Action.DELETE
+    return activity.action is Action.DELETE and activity.entity_name == ORGANIZATION
 
 
 def still_open_condition(organization_id: str, lane: int = 0) -> dict[str, str]:
@@ -76,21 +77,25 @@ def still_open_condition(organization_id: str, lane: int = 0) -> dict[str, str]:
     }
 
 
-def refuse_later_events(activities: Sequence[Activity], deleted: Iterable[str] | DeletedOrganizations) -> None:
+def refuse_later_events(activities: Sequence[Activity], deleted: Iterable[str] | DeletedOrganizations) -> bool:
     """Raise ``OrganizationDeletedError`` if any item is an event of an organization deleted before it.
 
     Deleted before it: known to be deleted in the log, or deleted by an earlier item of the same batch.
     A deletion with an idempotency key of a known-deleted organization is left to the log: it may be
     the retry of the very deletion that made it known, which answers as a duplicate.
+    Returns whether the batch holds a deletion.
     """
     deleting: set[str] = set()
     for activity in activities:
         organization_id = activity.organization_id
-        retry_of_deletion = activity.idempotency_key is not None and is_deletion(activity)
-        if organization_id in deleting or (organization_id in deleted and not retry_of_deletion):
+        deletion = is_deletion(activity)
+        if organization_id in deleted and not (deletion and activity.idempotency_key is not None):
             raise OrganizationDeletedError(organization_id)
-        if is_deletion(activity):
+        if deleting and organization_id in deleting:
+            raise OrganizationDeletedError(organization_id)
+        if deletion:
             deleting.add(organization_id)
+    return bool(deleting)
 
 
 class DeletedOrganizations:

@@ -37,6 +37,7 @@ from userstream.eventlog.subjects import (
     BATCH_ID_HEADER,
     BATCH_SEQUENCE_HEADER,
     EXPECTED_LAST_SUBJECT_SEQUENCE_HEADER,
+    EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT_HEADER,
     EXPECTED_STREAM_HEADER,
     MSG_ID_HEADER,
     PUBLIC_HEADER,
@@ -151,18 +152,22 @@ class Recorder:
         """
         if expected_last_subject_sequence is not None and len(activities) != 1:
             raise ValueError("a conditional write records exactly one activity")
-        refuse_later_events(activities, self.deleted)
+        with_deletion = refuse_later_events(activities, self.deleted)
         if not self._connection.connected:
             raise UnavailableError("NATS is not connected")
         if not self.serialized:
-            return await self._record_in_order(activities, expected_last_subject_sequence)
+            return await self._record_in_order(activities, expected_last_subject_sequence, with_deletion)
         async with self._locks.holding(activity.organization_id for activity in activities):
-            return await self._record_in_order(activities, expected_last_subject_sequence)
+            return await self._record_in_order(activities, expected_last_subject_sequence, with_deletion)
 
-    async def _record_in_order(self, activities: Sequence[Activity], expected: int | None) -> list[Recorded]:
+    async def _record_in_order(
+        self, activities: Sequence[Activity], expected: int | None, with_deletion: bool
+    ) -> list[Recorded]:
         if expected is not None:
             (activity,) = activities
             return [await self._record_fenced(activity, expected)]
+        if not with_deletion:
+            return await self._record_pipelined(activities)
         results: list[Recorded] = []
         segment: list[Activity] = []
         for activity in activities:
@@ -384,6 +389,10 @@ class Recorder:
         lanes = self._lanes
         if not self.serialized or len(lanes) == 1:
             return lanes[0]
+        return self._next_lane_of(organization_id)
+
+    def _next_lane_of(self, organization_id: str) -> int:
+        lanes = self._lanes
         turns = self._next_lane
         if len(turns) > _MAX_TRACKED_LANES:
             turns.clear()  # only recent writes matter: a lane's mark clears moments after its write
@@ -394,15 +403,20 @@ class Recorder:
     def _headers(
         self, activity: Activity, *, still_open: bool = False, expected: int | None = None, lane: int | None = None
     ) -> dict[str, str]:
-        headers = {EXPECTED_STREAM_HEADER: self._stream}
+        if lane is None and still_open:
+            lane = self._lane_for(activity.organization_id)
+        if lane is None:
+            headers = {EXPECTED_STREAM_HEADER: self._stream}
+        else:  # one literal: this runs for every event
+            headers = {
+                EXPECTED_STREAM_HEADER: self._stream,
+                EXPECTED_LAST_SUBJECT_SEQUENCE_HEADER: "0",
+                EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT_HEADER: tombstone_subject(activity.organization_id, lane),
+            }
         if activity.idempotency_key is not None:
             headers[MSG_ID_HEADER] = activity.idempotency_key
         if activity.public:
             headers[PUBLIC_HEADER] = "1"
-        if lane is None and still_open:
-            lane = self._lane_for(activity.organization_id)
-        if lane is not None:
-            headers.update(still_open_condition(activity.organization_id, lane))
         if expected is not None:
             headers[EXPECTED_LAST_SUBJECT_SEQUENCE_HEADER] = str(expected)
         return headers
