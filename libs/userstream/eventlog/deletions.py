@@ -124,7 +124,8 @@ class DeletedOrganizations:
             # nats-py renews the subscription after a reconnect; what was missed meanwhile is read below,
             # as this runs again whenever the log reopens.
             self._subscription = await client.subscribe(live_subject(TOMBSTONES), cb=self._on_tombstone)
-        info = await manager.stream_info(stream, subjects_filter=TOMBSTONES)
+        # Lane 0 is enough: every deletion fills all lanes at once.
+        info = await manager.stream_info(stream, subjects_filter=tombstone_subject("*", LANES[0]))
         subjects = info.state.subjects or {}
         before = len(self._known)
         self._known.update(organization_of_tombstone(subject)[0] for subject in subjects)

@@ -168,14 +168,22 @@ class Recorder:
             return [await self._record_fenced(activity, expected)]
         if not with_deletion:
             return await self._record_pipelined(activities)
+        # A deletion of an organization known to be deleted is let through only as the retry of that very
+        # deletion (same idempotency key): settle which, before anything of the batch is sent.
+        retried = {
+            index: await self._earlier_deletion(activity)
+            for index, activity in enumerate(activities)
+            if is_deletion(activity) and activity.organization_id in self.deleted
+        }
         results: list[Recorded] = []
         segment: list[Activity] = []
-        for activity in activities:
+        for index, activity in enumerate(activities):
             if is_deletion(activity):
                 if segment:
                     results += await self._record_pipelined(segment)
                     segment = []
-                results.append(await self._record_deletion(activity))
+                earlier = retried.get(index)
+                results.append(earlier if earlier is not None else await self._record_deletion(activity))
             else:
                 segment.append(activity)
         if segment:

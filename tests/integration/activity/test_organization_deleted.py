@@ -250,3 +250,19 @@ async def test_on_a_cluster_concurrent_writes_of_one_organization_all_land(nats_
         for running in (first, second):
             await running.client.close()
             await running.service.stop()
+
+
+async def test_a_batch_repeating_a_deletion_records_nothing_unless_it_is_a_retry(
+    stub: pb_grpc.ActivityServiceStub, activity: RunningActivity
+) -> None:
+    keyed = pb.Activity(type="organization.deleted", organization_id="acme", idempotency_key="delete-acme")
+    first = await stub.RecordActivity(pb.RecordActivityRequest(activity=keyed), timeout=5)
+    head = await activity.client.get_cursor()
+    page = pb.Activity(type="page.updated", organization_id="globex", entity_id="p1")
+    another = pb.Activity(type="organization.deleted", organization_id="acme", idempotency_key="another")
+    error = await refusal(stub.RecordActivities(pb.RecordActivitiesRequest(activities=[page, another]), timeout=5))
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert await activity.client.get_cursor() == head  # the page before it was not recorded either
+    retried = await stub.RecordActivities(pb.RecordActivitiesRequest(activities=[page, keyed]), timeout=5)
+    assert [result.duplicate for result in retried.results] == [False, True]
+    assert retried.results[1].cursor == first.cursor
