@@ -7,23 +7,22 @@ final (``userstream.eventlog.deletions``) holds for all of them.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import msgspec
-import nats.errors
-import nats.js.errors
-import structlog
-from nats.aio.client import Client
-from nats.js.api import RawStreamMsg
 
 from userstream.cursor import Cursor, CursorCodec
 from userstream.errors import FailedPreconditionError, OrganizationDeletedError, UnavailableError, UserstreamError
-from userstream.eventlog._acks import AckInbox, PubAck
+from userstream.eventlog._acks import PubAck
 from userstream.eventlog._org_locks import OrganizationLocks
+from userstream.eventlog._publisher import (
+    DUPLICATE_IN_ATOMIC_BATCH,
+    WRONG_LAST_SEQUENCE,
+    Message,
+    Publisher,
+    failed_with,
+)
 from userstream.eventlog.deletions import (
     LANES,
     WRITE_LANES,
@@ -33,9 +32,6 @@ from userstream.eventlog.deletions import (
     still_open_condition,
 )
 from userstream.eventlog.subjects import (
-    BATCH_COMMIT_HEADER,
-    BATCH_ID_HEADER,
-    BATCH_SEQUENCE_HEADER,
     EXPECTED_LAST_SUBJECT_SEQUENCE_HEADER,
     EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT_HEADER,
     EXPECTED_STREAM_HEADER,
@@ -49,22 +45,8 @@ from userstream.events.model import Activity
 from userstream.events.wire import encode_body
 from userstream.nats_connection import NatsConnection
 
-log = structlog.get_logger("userstream.eventlog")
-
-# JetStream's error code for a failed Nats-Expected-Last-Subject-Sequence check.
-_WRONG_LAST_SEQUENCE = 10071
-# ... and for an atomic batch holding a Nats-Msg-Id seen within the duplicate window.
-_DUPLICATE_IN_ATOMIC_BATCH = 10201
-# A clustered stream's leader refuses a conditional write, without comparing, while another one checked
-# against the same subject is still being replicated (see ``_org_locks``).
-_NOT_READY = 10164
-# Waits between attempts of a write refused as not ready: another process's write is being replicated.
-_NOT_READY_FIRST_WAIT = 0.001
-_NOT_READY_MAX_WAIT = 0.05
 # Organizations whose next lane is remembered (serialized streams); forgotten all at once beyond this.
 _MAX_TRACKED_LANES = 65_536
-
-Message = tuple[str, bytes, dict[str, str]]
 
 
 class ConcurrentChangeError(UserstreamError):
@@ -89,15 +71,17 @@ class Recorder:
 
     ``organization.deleted`` is final (``userstream.eventlog.deletions``): every
     message is conditional on its organization having no tombstone, and a
-    deletion is stored atomically with the tombstone. A batch with a deletion is
-    recorded in order, in segments: what precedes it, the deletion, what follows.
+    deletion is stored atomically with its tombstones. A batch with a deletion
+    is recorded in order, in segments: what precedes it, the deletion, what
+    follows.
 
-    On a clustered stream (``serialized``, or learnt from the first refusal as
-    not ready) JetStream replicates one conditional write per organization at a
-    time: the recorder then holds the request's organizations' locks, publishes
-    the batch in waves in which each organization appears once (pipelined
-    within a wave, waves in order), and retries a write refused as not ready
-    (one from another process being replicated) until ``timeout``.
+    On a replicated stream (``serialized``, or learnt from the first refusal as
+    not ready, see ``_publisher``) JetStream replicates one conditional write
+    per subject at a time: the recorder then takes an organization's lanes in
+    turn, holds the request's organizations' locks, and publishes the batch in
+    waves in which each organization appears once, each wave an atomic batch
+    sent again whole while refused as not ready (until ``timeout``): the
+    request's order holds.
     """
 
     def __init__(
@@ -107,7 +91,7 @@ class Recorder:
         codec: CursorCodec,
         timeout: float,
         *,
-        acks: AckInbox | None = None,
+        publisher: Publisher | None = None,
         deleted: DeletedOrganizations | None = None,
         serialized: bool = False,
         lanes: tuple[int, ...] = WRITE_LANES,
@@ -116,25 +100,27 @@ class Recorder:
         self._stream = stream
         self._codec = codec
         self._timeout = timeout
-        self._acks = acks
+        self._publisher = publisher if publisher is not None else Publisher(connection, stream, timeout)
         self.deleted = deleted if deleted is not None else DeletedOrganizations()
-        self.serialized = serialized
+        self._serialized = serialized
         self._lanes = lanes
         self._next_lane: dict[str, int] = {}
         self._locks = OrganizationLocks()
-        self._batch_ids = itertools.count()
-        self._batch_prefix = os.urandom(6).hex()
+
+    @property
+    def serialized(self) -> bool:
+        return self._serialized or self._publisher.saw_not_ready
 
     def for_log(self, codec: CursorCodec) -> Recorder:
-        """The same recorder (and acknowledgement inbox) for a reopened log."""
+        """The same recorder (publisher, acknowledgement inbox, locks) for a reopened log."""
         recorder = Recorder(
             self._connection,
             self._stream,
             codec,
             self._timeout,
-            acks=self._acks,
+            publisher=self._publisher,
             deleted=self.deleted,
-            serialized=self.serialized,
+            serialized=self._serialized,
             lanes=self._lanes,
         )
         recorder._locks = self._locks  # writes in flight on the old log still hold them
@@ -195,20 +181,35 @@ class Recorder:
             (subject_of(activity), encode_body(activity), self._headers(activity, still_open=True))
             for activity in activities
         ]
-        acks: list[PubAck] = []
-        for start, end in self._waves(activities):
-            wave = messages[start:end]
-            acks += await self._retried_while_not_ready(wave, await self._publish(wave))
-            if any(_refused(ack) for ack in acks):
-                break  # a deletion raced this batch: nothing after the refusal is sent
-        activities = activities[: len(acks)]
-        refused = [activity.organization_id for activity, ack in zip(activities, acks, strict=True) if _refused(ack)]
+        if not self.serialized:
+            acks = await self._publisher.publish_retrying(messages)
+        else:
+            acks = []
+            for start, end in self._waves(activities):
+                acks += await self._publisher.publish_in_order(messages[start:end])
+                if any(failed_with(ack, WRONG_LAST_SEQUENCE) for ack in acks):
+                    break  # a deletion raced this batch: nothing after the refusal is sent
+        refused = {
+            activity.organization_id
+            for activity, ack in zip(activities, acks, strict=False)
+            if failed_with(ack, WRONG_LAST_SEQUENCE)
+        }
         if refused:
             # Only a deletion racing this very batch gets here (a known one is refused before sending).
-            for organization_id in refused:
-                self.deleted.add(organization_id)
-            raise OrganizationDeletedError(refused[0])
+            await self._refuse_deleted(sorted(refused))
         return [self._recorded(ack) for ack in acks]
+
+    async def _refuse_deleted(self, candidates: list[str]) -> None:
+        """Raise the refusal for the organization among ``candidates`` that has a tombstone (a wave is refused
+        whole, not naming which of its conditions failed)."""
+        for organization_id in candidates:
+            if len(candidates) == 1 or await self._has_tombstone(organization_id):
+                self.deleted.add(organization_id)
+                raise OrganizationDeletedError(organization_id)
+        raise UnavailableError("JetStream refused the write: a condition failed that this recorder did not set")
+
+    async def _has_tombstone(self, organization_id: str) -> bool:
+        return await self._publisher.last_message(tombstone_subject(organization_id, LANES[0])) is not None
 
     def _waves(self, activities: Sequence[Activity]) -> list[tuple[int, int]]:
         """Index ranges published together: all at once, or (serialized) runs in which no organization repeats."""
@@ -224,24 +225,6 @@ class Recorder:
             seen.add(activity.organization_id)
         waves.append((start, len(activities)))
         return waves
-
-    async def _retried_while_not_ready(self, messages: Sequence[Message], acks: list[PubAck]) -> list[PubAck]:
-        """Publish again, one by one in order, the messages refused as not ready (until ``timeout``)."""
-        pending = [index for index, ack in enumerate(acks) if _not_ready(ack)]
-        if not pending:
-            return acks
-        if not self.serialized:
-            log.info("log.conditional_writes_serialized", stream=self._stream)
-            self.serialized = True  # a clustered stream after all: from now on, waves and locks
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout
-        for index in pending:
-            wait = _NOT_READY_FIRST_WAIT
-            while _not_ready(acks[index]) and loop.time() < deadline:
-                await asyncio.sleep(wait)  # a write of another process is being replicated
-                wait = min(wait * 2, _NOT_READY_MAX_WAIT)
-                (acks[index],) = await self._publish([messages[index]])
-        return acks
 
     async def _record_deletion(self, activity: Activity) -> Recorded:
         """The deletion and its tombstones, atomically; refused if the organization has a tombstone already.
@@ -259,10 +242,10 @@ class Recorder:
                 for lane in LANES[1:]
             ),
         ]
-        ack = await self._publish_atomic(messages)
-        if ack.error is not None and ack.error.err_code == _DUPLICATE_IN_ATOMIC_BATCH:
+        ack = await self._publisher.publish_atomic(messages)
+        if failed_with(ack, DUPLICATE_IN_ATOMIC_BATCH):
             return await self._earlier_deletion(activity)
-        if _refused(ack):
+        if failed_with(ack, WRONG_LAST_SEQUENCE):
             self.deleted.add(organization_id)
             raise OrganizationDeletedError(organization_id)
         recorded = self._recorded(ack)
@@ -271,16 +254,16 @@ class Recorder:
         return Recorded(self._codec.cursor(recorded.cursor.sequence - len(messages) + 1), duplicate=False)
 
     async def _earlier_deletion(self, activity: Activity) -> Recorded:
-        """JetStream has seen the deletion's idempotency key within the duplicate window: find what it recorded.
+        """The deletion this one repeats (same idempotency key), or the refusal of a second deletion.
 
         A retried deletion answers like any retried write, with the first cursor and ``duplicate``.
         """
         organization_id = activity.organization_id
-        tombstone = await self._last_message(tombstone_subject(organization_id, LANES[0]))
+        tombstone = await self._publisher.last_message(tombstone_subject(organization_id, LANES[0]))
         if tombstone is not None and tombstone.seq is not None:
             self.deleted.add(organization_id)
             position = tombstone.seq - 1  # the deletion is stored right before its tombstone
-            deletion = await self._message_at(position)
+            deletion = await self._publisher.message_at(position)
             if (deletion.headers or {}).get(MSG_ID_HEADER) == activity.idempotency_key:
                 return Recorded(self._codec.cursor(position), duplicate=True)
             raise OrganizationDeletedError(organization_id)
@@ -298,94 +281,15 @@ class Recorder:
         organization_id = activity.organization_id
         condition = still_open_condition(organization_id, self._lane_for(organization_id))
         fence = (fence_subject(organization_id), _marker_body(organization_id), condition)
-        ack = await self._publish_atomic([event, fence])
-        if ack.error is not None and ack.error.err_code == _WRONG_LAST_SEQUENCE:
+        ack = await self._publisher.publish_atomic([event, fence])
+        if ack.error is not None and ack.error.err_code == WRONG_LAST_SEQUENCE:
             # Which of the two conditions failed? The tombstone, if there is one now (it never goes away).
-            if await self._has_tombstone(activity.organization_id):
-                self.deleted.add(activity.organization_id)
-                raise OrganizationDeletedError(activity.organization_id)
+            if await self._has_tombstone(organization_id):
+                self.deleted.add(organization_id)
+                raise OrganizationDeletedError(organization_id)
             raise ConcurrentChangeError(ack.error.description)
         recorded = self._recorded(ack)
         return Recorded(self._codec.cursor(recorded.cursor.sequence - 1), duplicate=False)
-
-    async def _has_tombstone(self, organization_id: str) -> bool:
-        return await self._last_message(tombstone_subject(organization_id, LANES[0])) is not None
-
-    async def _last_message(self, subject: str) -> RawStreamMsg | None:
-        """The last message on ``subject``, asked of the stream leader (None: there is none)."""
-        try:
-            return await self._connection.manager.get_msg(self._stream, subject=subject)
-        except nats.js.errors.NotFoundError:
-            return None
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise UnavailableError(f"cannot read the log: {type(exc).__name__}") from exc
-
-    async def _message_at(self, sequence: int) -> RawStreamMsg:
-        try:
-            return await self._connection.manager.get_msg(self._stream, seq=sequence)
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise UnavailableError(f"cannot read the log: {type(exc).__name__}") from exc
-
-    async def _publish(self, messages: Sequence[Message]) -> list[PubAck]:
-        """Publish pipelined and wait for every acknowledgement (in the request's order)."""
-        client = self._connection.client
-        acks = self._inbox(client)
-        try:
-            batch = await acks.open(len(messages))
-        except (TimeoutError, nats.errors.Error) as exc:
-            raise UnavailableError(f"NATS did not accept the write: {type(exc).__name__}") from exc
-        try:
-            # These awaits do not suspend while nats-py's buffer has room (2 MiB by default): the
-            # batch then reaches the socket in one write. The order on the connection is the order
-            # in the log, so the request's order holds either way.
-            for index, (subject, body, headers) in enumerate(messages):
-                await client.publish(subject, body, reply=batch.reply(index), headers=headers)
-            # A plain timer: cheaper than wait_for/timeout() on this per-call path.
-            timer = asyncio.get_running_loop().call_later(self._timeout, batch.expire)
-            try:
-                await batch.done
-            finally:
-                timer.cancel()
-        except (TimeoutError, nats.errors.Error) as exc:
-            raise UnavailableError(f"NATS did not acknowledge the write: {type(exc).__name__}") from exc
-        finally:
-            acks.close(batch)
-        return [_arrived(ack) for ack in batch.acks]
-
-    async def _publish_atomic(self, messages: Sequence[Message]) -> PubAck:
-        """Publish ``messages`` as one atomic batch (all stored, contiguously, or none); returns the commit's ack.
-
-        Refused as not ready (see ``_org_locks``), the batch stored nothing and is sent again, until ``timeout``.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout
-        wait = _NOT_READY_FIRST_WAIT
-        ack = await self._publish_atomic_once(messages)
-        while _not_ready(ack) and loop.time() < deadline:
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, _NOT_READY_MAX_WAIT)
-            ack = await self._publish_atomic_once(messages)
-        return ack
-
-    async def _publish_atomic_once(self, messages: Sequence[Message]) -> PubAck:
-        batch_id = f"{self._batch_prefix}-{next(self._batch_ids):x}"
-        client = self._connection.client
-        last = len(messages) - 1
-        try:
-            for index, (subject, body, headers) in enumerate(messages[:last]):
-                batch_headers = {**headers, BATCH_ID_HEADER: batch_id, BATCH_SEQUENCE_HEADER: str(index + 1)}
-                await client.publish(subject, body, headers=batch_headers)
-        except (TimeoutError, nats.errors.Error) as exc:
-            raise UnavailableError(f"NATS did not accept the write: {type(exc).__name__}") from exc
-        subject, body, headers = messages[last]
-        commit = {**headers, BATCH_ID_HEADER: batch_id, BATCH_SEQUENCE_HEADER: str(last + 1), BATCH_COMMIT_HEADER: "1"}
-        (ack,) = await self._publish([(subject, body, commit)])
-        return ack
-
-    def _inbox(self, client: Client) -> AckInbox:
-        if self._acks is None or self._acks.client is not client:
-            self._acks = AckInbox(client)
-        return self._acks
 
     def _recorded(self, ack: PubAck) -> Recorded:
         if ack.error is not None:
@@ -395,12 +299,8 @@ class Recorder:
     def _lane_for(self, organization_id: str) -> int:
         """This write's lane: the first on a single server; in turn per organization when serialized."""
         lanes = self._lanes
-        if not self.serialized or len(lanes) == 1:
+        if len(lanes) == 1 or not self.serialized:
             return lanes[0]
-        return self._next_lane_of(organization_id)
-
-    def _next_lane_of(self, organization_id: str) -> int:
-        lanes = self._lanes
         turns = self._next_lane
         if len(turns) > _MAX_TRACKED_LANES:
             turns.clear()  # only recent writes matter: a lane's mark clears moments after its write
@@ -430,20 +330,6 @@ class Recorder:
         return headers
 
 
-def _refused(ack: PubAck) -> bool:
-    """Refused by a condition: for a message conditional on its organization's tombstone, deleted."""
-    return ack.error is not None and ack.error.err_code == _WRONG_LAST_SEQUENCE
-
-
-def _not_ready(ack: PubAck) -> bool:
-    return ack.error is not None and ack.error.err_code == _NOT_READY
-
-
 def _marker_body(organization_id: str) -> bytes:
     """The body of a tombstone or fence: not an event, but readable by anything that reads the whole log."""
     return msgspec.json.encode({"organizationId": organization_id})
-
-
-def _arrived(ack: PubAck | None) -> PubAck:
-    assert ack is not None  # the batch is done only when every acknowledgement arrived
-    return ack
