@@ -38,3 +38,11 @@ class UnavailableError(UserstreamError):
 
 class FailedPreconditionError(UserstreamError):
     """The system is not in a state that allows the request (e.g. history no longer retained)."""
+
+
+class OrganizationDeletedError(FailedPreconditionError):
+    """The organization was deleted (``organization.deleted`` is final, CONTRACT §2): it accepts no further event."""
+
+    def __init__(self, organization_id: str) -> None:
+        super().__init__(f"organization {organization_id!r} is deleted: it accepts no further events")
+        self.organization_id = organization_id

@@ -74,6 +74,7 @@ class RunResult:
     missing_from_log: list[str]
     keys_missing: list[str]
     notes: dict[str, Any]
+    after_deletion: list[int] = field(default_factory=list)
 
     @property
     def problems(self) -> list[str]:
@@ -92,6 +93,11 @@ class RunResult:
             found.append(f"acknowledged cursors missing from the log: {self.missing_from_log[:5]}")
         if self.keys_missing:
             found.append(f"recorded activities missing from the log: {self.keys_missing[:5]}")
+        refused_but_logged = [key for key in self.workload.refused_keys if key in {e.msg_id for e in self.log}]
+        if refused_but_logged:
+            found.append(f"refused writes found in the log: {refused_but_logged[:5]}")
+        if self.after_deletion:
+            found.append(f"events of deleted organizations after their deletion: {self.after_deletion[:5]}")
         return found
 
     def diagnose(self, limit: int = 3) -> str:
@@ -126,6 +132,9 @@ class RunResult:
             "resent batches (all duplicates)": self.workload.duplicate_checks,
             "membership changes": {k: v for k, v in self.workload.stats.items() if "membership" in k or k in _ACL_OPS},
             "calls retried after UNAVAILABLE": self.workload.stats["calls retried after UNAVAILABLE"],
+            "organizations deleted": self.workload.stats["organization.deleted"],
+            "writes refused after a deletion": self.workload.stats["refused after deletion"],
+            "events after a deletion in the log": len(self.after_deletion),
             "clients": len(self.clients),
             "sessions": sessions,
             "forced disconnects": self.drops,
@@ -215,6 +224,7 @@ async def run(
         missing_from_log=[cursor for cursor in workload.cursors if cursor not in logged],
         keys_missing=[key for key in workload.keys if key not in keys],
         notes=context.notes,
+        after_deletion=oracle.after_deletion(),
     )
 
 

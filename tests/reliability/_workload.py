@@ -4,6 +4,11 @@ Every recorded activity carries an idempotency key, and a call that fails with
 UNAVAILABLE (NATS, activity or acl down) is retried with the same keys until it
 succeeds: the contract says the outcome was unknown and a retry never records
 twice, and the oracle then finds each key exactly once in the log.
+
+Organizations get deleted now and then (each deletion its own call), and the
+workload then tries every kind of write into the deleted organization —
+through activity, alone and in a batch, and through acl — expecting each to be
+refused (CONTRACT §2: ``organization.deleted`` is final) and nothing recorded.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from userstream.errors import AlreadyExistsError, NotFoundError, UnavailableError
+from userstream.errors import AlreadyExistsError, FailedPreconditionError, NotFoundError, UnavailableError
 from userstream.events import ActivityInput
 from userstream.events.model import Tx
 from userstream.rpc.acl import AclClient
@@ -47,6 +52,8 @@ class Shape:
     pause: float = 0.0
     # share of initial memberships: each user joins each organization with this probability
     density: float = 0.3
+    # chance, after each batch, that an organization is deleted (at most half of them are)
+    deletions: float = 0.05
 
 
 @dataclass
@@ -70,8 +77,10 @@ class Workload:
     keys: list[str] = field(default_factory=list)
     # False while a fault has taken acl down: churn waits, events keep being recorded.
     acl_available: bool = True
-    # Organizations deleted: nothing more is recorded in them (see `_item`).
+    # Organizations deleted: nothing more may be recorded in them (see `_delete_organization`).
     deleted: set[str] = field(default_factory=set)
+    # Idempotency keys of writes that were refused: none may be in the log.
+    refused_keys: list[str] = field(default_factory=list)
     _keys: int = 0
     _last_batch: list[ActivityInput] = field(default_factory=list)
     _last_results: list[RecordResult] = field(default_factory=list)
@@ -106,6 +115,8 @@ class Workload:
         if self.rng.random() < 0.05 and self._last_batch:
             await self._resend_last()
         self._last_batch, self._last_results = batch, results
+        if self.rng.random() < self.shape.deletions and len(self.deleted) < len(self.orgs) // 2:
+            await self._delete_organization()
         for _ in range(self.rng.randint(*self.shape.churn)):
             if self.acl_available:
                 await self._churn()
@@ -145,15 +156,9 @@ class Workload:
         if roll < 0.03:
             return self._direct_membership(org)
         if roll < 0.08:
-            # The edge drops an organization's channel at its deletion (issue 4) although memberships stay
-            # (CONTRACT §2): later events of it would reach a member or not depending on when they connected
-            # (test_found_bugs.py, xfail). So a deleted organization stays silent, as a real one would.
-            action = "deleted" if self.rng.random() < 0.05 and len(self.deleted) < len(self.orgs) // 2 else "updated"
-            if action == "deleted":
-                self.deleted.add(org)
-            self.stats[f"organization.{action}"] += 1
+            self.stats["organization.updated"] += 1
             return ActivityInput(
-                type=f"organization.{action}", organization_id=org, data_json=self._data(), idempotency_key=self._key()
+                type="organization.updated", organization_id=org, data_json=self._data(), idempotency_key=self._key()
             )
         name = "page" if roll < 0.78 else "attachment" if roll < 0.93 else "secret"
         action = self.rng.choice(("created", "updated", "updated", "updated", "deleted"))
@@ -172,6 +177,58 @@ class Workload:
             public=public,
             idempotency_key=self._key(),
         )
+
+    async def _delete_organization(self) -> None:
+        """Delete an organization (alone: a batch that also held earlier events of it could not be resent as a
+        whole once it is deleted), then try every kind of later write into it: each must be refused."""
+        org = self._org()
+        self.deleted.add(org)
+        item = ActivityInput(
+            type="organization.deleted", organization_id=org, data_json=self._data(), idempotency_key=self._key()
+        )
+        (result,) = await self._retrying(lambda: self.activity.record_many([item]))
+        self.stats["organization.deleted"] += 1
+        self.recorded += 1
+        self.cursors.append(result.cursor)
+        self._last_batch = []  # a resend from before the deletion would now be refused, not answered as duplicates
+        live = self._org()
+        refused = self._refused
+        attempts: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("page", lambda: self.activity.record(refused(org, type="page.updated", entity_id="late"))),
+            ("organization", lambda: self.activity.record(refused(org, type="organization.updated"))),
+            ("second deletion", lambda: self.activity.record(refused(org, type="organization.deleted"))),
+            (
+                "membership",
+                lambda: self.activity.record(
+                    refused(org, type="membership.created", user_id=self.users[1], role="admin")
+                ),
+            ),
+            (
+                "batch",
+                lambda: self.activity.record_many(
+                    [
+                        refused(live, type="page.updated", entity_id="late"),
+                        refused(org, type="page.updated", entity_id="late"),
+                    ]
+                ),
+            ),
+        ]
+        if self.acl_available:
+            attempts.append(("grant", lambda: self.acl.grant_membership(self.users[1], org, "member")))
+        for name, attempt in attempts:
+            try:
+                await self._retrying(attempt)
+            except FailedPreconditionError:
+                self.stats["refused after deletion"] += 1
+            else:
+                raise AssertionError(f"a {name} write into the deleted organization {org} was recorded")
+
+    def _refused(self, org: str, **fields: str) -> ActivityInput:
+        """A write expected to be refused: its key is remembered, to check that the log never holds it."""
+        self._keys += 1
+        key = f"{self.run_id}-{self.seed}-refused-{self._keys}"
+        self.refused_keys.append(key)
+        return ActivityInput(organization_id=org, idempotency_key=key, **fields)  # type: ignore[arg-type]  # str fields
 
     def _direct_membership(self, org: str) -> ActivityInput:
         """A membership event recorded straight through activity (CONTRACT §2: the same effect as acl's)."""

@@ -14,7 +14,9 @@ received, it reports
 - **out of order**: arrivals whose cursor is not greater than the one before;
 - **corrupted**: events whose payload differs from what was recorded.
 
-Each must be 0.
+Each must be 0. ``organization.deleted`` is final (CONTRACT §2): from it on the
+organization has no members, so nothing of it may reach anyone; and the log
+itself must hold no event of it after its deletion (``after_deletion``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from typing import Any
 
 MEMBERSHIP = "membership"
 ORGANIZATION = "organization"
+# Subjects of events; the log also holds bookkeeping messages (tombstones, fences) that are none.
+EVENT_SUBJECT_PREFIXES = ("user.", "org.")
 SYSTEM_ADMIN = "admin"
 
 
@@ -175,7 +179,7 @@ class Oracle:
 
     def __init__(self, policy: OraclePolicy, log: Iterable[LoggedEvent]) -> None:
         self.policy = policy
-        self.events = [_parse(entry) for entry in log]
+        self.events = [_parse(entry) for entry in log if entry.subject.startswith(EVENT_SUBJECT_PREFIXES)]
         positions = [event.position for event in self.events]
         if positions != sorted(set(positions)):
             raise ValueError("the log must be given in increasing position order, each position once")
@@ -214,6 +218,17 @@ class Oracle:
     def check_all(self, observations: Iterable[Observation]) -> Report:
         return Report([self.check(observation) for observation in observations])
 
+    def after_deletion(self) -> list[int]:
+        """Positions of events of an organization after its ``organization.deleted``: writers must refuse them."""
+        deleted: set[str] = set()
+        late = []
+        for event in self.events:
+            if event.organization_id in deleted:
+                late.append(event.position)
+            elif event.name == ORGANIZATION and event.action == "deleted":
+                deleted.add(event.organization_id)
+        return late
+
     @property
     def _last(self) -> int:
         return self.events[-1].position if self.events else 0
@@ -222,13 +237,20 @@ class Oracle:
         """(position, expected `change` payload) of every event the user may see, from the log's start to ``until``.
 
         Memberships are replayed from the start of the log, so the decision at each
-        position uses the memberships in force there (CONTRACT §4).
+        position uses the memberships in force there (CONTRACT §4). An organization's
+        deletion is decided under the memberships before it; from it on the organization
+        has no members and nothing of it is permitted (CONTRACT §2).
         """
         memberships: dict[str, str] = {}
+        deleted: set[str] = set()
         for event in self.events:
             if event.position > until:
                 return
+            if event.organization_id in deleted:
+                continue
             if user_id is None:
+                if event.name == ORGANIZATION and event.action == "deleted":
+                    deleted.add(event.organization_id)
                 if event.public and event.name in self.policy.public:
                     yield event.position, _payload(event)
                 continue
@@ -243,6 +265,9 @@ class Oracle:
                 yield event.position, _payload(event, role_held=held)
                 continue
             role = memberships.get(event.organization_id)
+            if event.name == ORGANIZATION and event.action == "deleted":
+                deleted.add(event.organization_id)
+                memberships.pop(event.organization_id, None)
             readers = self.policy.readers.get(event.name)
             if role is None or readers is None:
                 continue

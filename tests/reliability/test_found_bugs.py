@@ -8,7 +8,7 @@ import pytest
 
 from tests.support.stack import Stack, start_stack
 from userstream.embedded_nats import NatsServerProcess
-from userstream.errors import UnavailableError
+from userstream.errors import FailedPreconditionError, UnavailableError
 from userstream.eventlog.reader import StoredMessage
 from userstream.events import ActivityInput
 
@@ -46,16 +46,12 @@ async def test_resume_behind_a_channel_opened_at_a_position_of_another_subject(s
         await bob.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: issue 4 asks the edge to drop an organization's channel on organization.deleted, while CONTRACT "
-    "§2 keeps the memberships; so a stream open across the deletion misses the org's later events and one opened "
-    "after it receives them (see docs/reliability.md, 'Known deviations')",
-)
 async def test_two_streams_of_one_member_agree_on_events_after_organization_deleted(stack: Stack) -> None:
     """Two streams of the same user, one opened before and one after an `organization.deleted`, must carry the
-    same events from then on: permissions depend on memberships at each position (CONTRACT §4), and the deletion
-    does not change memberships (§2). The edge leaves the org's channel on the first stream only."""
+    same events from then on. The edge dropped the org's channel on the first stream only, while acl kept the
+    memberships, so a later event of the org reached the second stream and not the first. Deletion is now final
+    (CONTRACT §2): acl reports no membership of the org from the deletion on, and no later event of it is
+    recorded at all."""
     await stack.acl.grant_membership("alice", "acme", "member")
     opened_before = await stack.stream("alice")
     assert (await opened_before.next_event()).event == "offset"
@@ -63,12 +59,13 @@ async def test_two_streams_of_one_member_agree_on_events_after_organization_dele
     opened_after = await stack.stream("alice")
     assert (await opened_after.next_event()).event == "offset"
     try:
-        later = await stack.page("acme", "cleanup")
+        with pytest.raises(FailedPreconditionError, match="acme"):
+            await stack.page("acme", "cleanup")
         marker = await stack.acl.grant_membership("alice", "marker", "member")
         first = await opened_before.events_until(lambda event: event.id == marker.cursor)
         second = await opened_after.events_until(lambda event: event.id == marker.cursor)
-        assert [event.id for event in second if event.event == "change"] == [later, marker.cursor]
-        assert [event.id for event in first if event.event == "change"] == [deleted, later, marker.cursor]
+        assert [event.id for event in second if event.event == "change"] == [marker.cursor]
+        assert [event.id for event in first if event.event == "change"] == [deleted, marker.cursor]
     finally:
         await opened_before.close()
         await opened_after.close()

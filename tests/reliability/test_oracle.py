@@ -133,3 +133,25 @@ def test_a_deletion_without_the_role_held_is_corrupted() -> None:
 def test_the_log_must_be_in_order() -> None:
     with pytest.raises(ValueError, match="increasing"):
         Oracle(POLICY_, [LOG[1], LOG[0]])
+
+
+def test_organization_deleted_is_final() -> None:
+    """CONTRACT §2: the deletion reaches the members who may read it; from it on the organization has no
+    members, and an event of it recorded later (which writers must refuse) is reported and reaches nobody."""
+    log = [
+        event(1, "membership.created", "acme", user="alice", role="member"),
+        event(2, "page.updated", "acme", public=True),
+        event(3, "organization.deleted", "acme"),
+        LoggedEvent(4, "4", "tombstone.acme.0", b'{"organizationId": "acme"}', False),  # bookkeeping, not an event
+        event(5, "page.updated", "acme", public=True),
+        event(6, "membership.created", "acme", user="alice", role="admin"),
+        event(7, "page.updated", "globex"),
+    ]
+    oracle = Oracle(POLICY_, log)
+    assert oracle.expected("alice", "user", 0, 7) == [1, 2, 3]
+    assert oracle.expected("alice", "user", 3, 7) == []
+    assert oracle.expected(None, "user", 0, 7) == [2]
+    assert oracle.after_deletion() == [5, 6]
+    leaked = oracle.check(Observation("alice", "alice", 0, 7, [1, 2, 3, 5]))
+    assert leaked.leaked == [5]
+    assert ORACLE.after_deletion() == []

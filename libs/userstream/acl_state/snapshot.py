@@ -1,7 +1,7 @@
 """The projection as bytes: what acl persists so that a restart need not replay the whole log.
 
 A snapshot records the projection (memberships, changelog, last sequence per
-user) and the log position it reflects: every membership event at or before
+user, deleted organizations) and the log position it reflects: every membership event at or before
 ``position`` is in it and none after. Encoding is two steps so that the
 service can keep its event loop responsive: ``serialize_snapshot`` copies the
 projection to msgpack (synchronous, so the copy is consistent; ~0.2 s per
@@ -37,6 +37,8 @@ class _Body(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     applied: int
     floor: int
     users: dict[str, UserRecord]
+    # Deleted organizations and their deletion's position; absent from snapshots older than that rule.
+    deleted: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -57,7 +59,15 @@ def serialize_snapshot(projection: MembershipProjection, position: int) -> bytes
         raise ValueError(
             f"position {position} is before the last applied event {projection.applied} or the history's floor"
         )
-    body = _Body(FORMAT_VERSION, projection.log_id, position, projection.applied, projection.floor, projection.users)
+    body = _Body(
+        FORMAT_VERSION,
+        projection.log_id,
+        position,
+        projection.applied,
+        projection.floor,
+        projection.users,
+        projection.deleted,
+    )
     return _ENCODER.encode(body)
 
 
@@ -83,6 +93,7 @@ def decode_snapshot(data: bytes) -> Snapshot:
         raise SnapshotError("snapshot positions are inconsistent")
     projection = MembershipProjection(body.log_id, applied=body.applied, floor=body.floor)
     projection.users = body.users
+    projection.deleted = body.deleted
     return Snapshot(projection, body.position)
 
 

@@ -11,6 +11,7 @@ import structlog
 
 from userstream.cursor import Cursor, CursorCodec, LogBounds
 from userstream.errors import UnavailableError
+from userstream.eventlog.deletions import WRITE_LANES, DeletedOrganizations
 from userstream.eventlog.recorder import Recorder
 from userstream.eventlog.stream import log_id_of, provision_stream
 from userstream.nats_connection import NatsConnection
@@ -26,17 +27,27 @@ class EventLog:
     """Opens the ``ACTIVITY`` stream whenever NATS (re)connects.
 
     The owner (the activity service) creates or updates the stream; other
-    services wait until it exists. ``ready`` is true while NATS is connected and
+    services wait until it exists. ``lanes``: the tombstone lanes its writes are conditional on
+    (``userstream.eventlog.deletions``). ``ready`` is true while NATS is connected and
     the stream is known; listeners hear every change (health checks use it).
     """
 
-    def __init__(self, connection: NatsConnection, settings: LogStreamSettings, *, owner: bool) -> None:
+    def __init__(
+        self,
+        connection: NatsConnection,
+        settings: LogStreamSettings,
+        *,
+        owner: bool,
+        lanes: tuple[int, ...] = WRITE_LANES,
+    ) -> None:
         self._connection = connection
+        self._lanes = lanes
         self._settings = settings
         self._owner = owner
         self._timeout = connection.request_timeout
         self._codec: CursorCodec | None = None
         self._recorder: Recorder | None = None
+        self.deleted = DeletedOrganizations()
         self._ready = False
         self._listeners: list[ReadinessListener] = []
         self._opening: asyncio.Task[None] | None = None
@@ -90,6 +101,7 @@ class EventLog:
         if self._opening is not None:
             self._opening.cancel()
         self._set_ready(ready=False)
+        await self.deleted.close()
 
     async def _open_once(self) -> None:
         manager = self._connection.manager
@@ -103,9 +115,20 @@ class EventLog:
         log_id = log_id_of(info)
         if self._codec is not None and self._codec.log_id != log_id:
             log.warning("log.recreated", stream=self.stream, old_log_id=self._codec.log_id, log_id=log_id)
+            self.deleted.forget()  # another log: its tombstones, not the old one's
+        await self.deleted.refresh(self._connection.client, manager, self.stream)
         self._codec = CursorCodec(log_id)
         if self._recorder is None:
-            self._recorder = Recorder(self._connection, self.stream, self._codec, self._timeout)
+            self._recorder = Recorder(
+                self._connection,
+                self.stream,
+                self._codec,
+                self._timeout,
+                deleted=self.deleted,
+                # Replicated: conditional writes of one organization are serialised by JetStream.
+                serialized=self._settings.replicas > 1,
+                lanes=self._lanes,
+            )
         else:
             self._recorder = self._recorder.for_log(self._codec)
         self._set_ready(ready=True)

@@ -35,6 +35,8 @@ def desired_config(settings: LogStreamSettings) -> StreamConfig:
         republish=RePublish(src=">", dest=LIVE_PREFIX + ">"),
         allow_direct=True,
         deny_delete=True,
+        # An organization's deletion and its tombstone are stored together or not at all.
+        allow_atomic=True,
     )
 
 
@@ -70,6 +72,8 @@ def _changed_fields(current: StreamConfig, wanted: StreamConfig) -> list[str]:
         changed.append("republish")
     if current.deny_delete != wanted.deny_delete:
         changed.append("deny_delete")
+    if bool(current.allow_atomic) != bool(wanted.allow_atomic):
+        changed.append("allow_atomic")
     return changed
 
 

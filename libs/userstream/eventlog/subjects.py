@@ -7,7 +7,14 @@ from userstream.events.model import Activity, Kind
 USER_PREFIX = "user."
 ORG_PREFIX = "org."
 LIVE_PREFIX = "live."
-STREAM_SUBJECTS = ("user.*", "org.*")
+# Bookkeeping subjects, never delivered to clients: ``tombstone.<org>.<lane>`` holds one message per
+# lane once the organization is deleted (recorded atomically with its ``organization.deleted``), and
+# every later write of that organization is conditional on its lane being empty; ``fence.<org>``
+# carries the message that puts that condition on an acl mutation whose own condition is on the
+# member's subject (see ``deletions``).
+TOMBSTONE_PREFIX = "tombstone."
+FENCE_PREFIX = "fence."
+STREAM_SUBJECTS = ("user.*", "org.*", TOMBSTONE_PREFIX + "*.*", FENCE_PREFIX + "*")
 
 # Set by JetStream on every republished message.
 SEQUENCE_HEADER = "Nats-Sequence"
@@ -18,6 +25,12 @@ TIMESTAMP_HEADER = "Nats-Time-Stamp"  # when the stream stored the message, RFC 
 MSG_ID_HEADER = "Nats-Msg-Id"
 EXPECTED_STREAM_HEADER = "Nats-Expected-Stream"
 EXPECTED_LAST_SUBJECT_SEQUENCE_HEADER = "Nats-Expected-Last-Subject-Sequence"
+# The subject (filter) that expectation is checked against, when not the message's own (NATS >= 2.11).
+EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT_HEADER = "Nats-Expected-Last-Subject-Sequence-Subject"
+# Atomic batch publishing (NATS >= 2.12, stream option allow_atomic): all messages stored, or none.
+BATCH_ID_HEADER = "Nats-Batch-Id"
+BATCH_SEQUENCE_HEADER = "Nats-Batch-Sequence"
+BATCH_COMMIT_HEADER = "Nats-Batch-Commit"
 PUBLIC_HEADER = "Userstream-Public"
 
 
@@ -27,6 +40,20 @@ def user_subject(user_id: str) -> str:
 
 def org_subject(organization_id: str) -> str:
     return ORG_PREFIX + organization_id
+
+
+def tombstone_subject(organization_id: str, lane: int) -> str:
+    return f"{TOMBSTONE_PREFIX}{organization_id}.{lane}"
+
+
+def organization_of_tombstone(subject: str) -> tuple[str, int]:
+    """``tombstone.<org>.<lane>`` → (org, lane)."""
+    organization_id, _, lane = subject[len(TOMBSTONE_PREFIX) :].rpartition(".")
+    return organization_id, int(lane)
+
+
+def fence_subject(organization_id: str) -> str:
+    return FENCE_PREFIX + organization_id
 
 
 def live_subject(subject: str) -> str:

@@ -84,7 +84,7 @@ async def test_applying_membership_events_is_idempotent(acl: RunningAcl, activit
     await record(ActivityInput(type="membership.created", user_id="carol", organization_id="acme", role="admin"))
     await record(ActivityInput(type="membership.updated", user_id="carol", organization_id="globex", role="member"))
     await record(ActivityInput(type="membership.deleted", user_id="carol", organization_id="initech"))
-    await record(ActivityInput(type="organization.deleted", organization_id="acme"))
+    await record(ActivityInput(type="organization.deleted", organization_id="initech"))
     assert (await acl.client.get_subject("carol", "now")).memberships == {"acme": "admin", "globex": "member"}
 
 

@@ -63,9 +63,13 @@ async def test_organization_event_is_stored_on_its_subject(stub: pb_grpc.Activit
     await stub.RecordActivity(
         pb.RecordActivityRequest(activity=pb.Activity(type="organization.deleted", organization_id="acme")), timeout=5
     )
-    (stored,) = await stored_messages(nc)
+    stored, *tombstones = await stored_messages(nc)
     assert stored.subject == "org.acme"
     assert msgspec.json.decode(stored.data)["entityId"] == "acme"
+    # A deletion is stored with its organization's tombstones (docs/activity.md, "organization.deleted is final").
+    assert [(tombstone.subject, tombstone.sequence) for tombstone in tombstones] == [
+        (f"tombstone.acme.{lane}", stored.sequence + 1 + lane) for lane in range(5)
+    ]
 
 
 async def test_created_at_is_set_by_the_server_when_absent(stub: pb_grpc.ActivityServiceStub, nc: Client) -> None:

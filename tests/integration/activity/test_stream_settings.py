@@ -36,7 +36,7 @@ async def test_defaults_are_the_contract_defaults(activity: RunningActivity, nc:
     assert config.max_msgs == -1
     assert config.duplicate_window == 120
     assert config.num_replicas == 1
-    assert sorted(config.subjects or []) == ["org.*", "user.*"]
+    assert sorted(config.subjects or []) == ["fence.*", "org.*", "tombstone.*.*", "user.*"]
     assert config.republish is not None
     assert (config.republish.src, config.republish.dest) == (">", "live.>")
 

@@ -60,6 +60,7 @@ async def test_product_organization_and_membership_events(stack: Stack) -> None:
     organization = await stack.entity("organization", "acme", "updated", data_json='{"name": "Acme"}')
     role_change = await stack.membership("alice", "acme", "updated", "member")
     revoked = await stack.membership("alice", "acme", "deleted")  # no role: filled with the one held (member)
+    await stack.acl.get_subject("alice", "now")  # acl reflects a direct event "within moments" (CONTRACT §2)
     granted = await stack.acl.grant_membership("alice", "acme", "admin")
     revoked_by_acl = await stack.acl.revoke_membership("alice", "acme")
     ids = [full, bare, organization, role_change, revoked, granted.cursor, revoked_by_acl.cursor]

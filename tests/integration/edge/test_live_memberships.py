@@ -10,6 +10,7 @@ from tests.integration.edge.conftest import StackFactory
 from tests.integration.edge.test_permission_matrix import RESTRICTIVE_POLICY
 from tests.support.edge import wait_until
 from tests.support.stack import Stack
+from userstream.errors import FailedPreconditionError
 from userstream.events import ActivityInput
 
 pytestmark = pytest.mark.integration
@@ -77,16 +78,17 @@ async def test_organization_deleted_is_delivered_then_its_channel_dropped(stack:
         assert (await stream.next_event()).event == "offset"
         page = await stack.page("acme")
         deleted = await stack.entity("organization", "acme", "deleted")
-        after = await stack.page("acme", "after-deletion")
         other = await stack.page("globex")
         assert await stream.change_ids_until(other) == [page, deleted, other]
-        assert after
         await wait_until(lambda: "org.acme" not in stack.edge.runtime.hub.channels, 5)
         assert "org.globex" in stack.edge.runtime.hub.channels
-        # A new membership event for the organization joins its channel again.
-        rejoined = await stack.acl.update_membership("dora", "acme", "admin")
-        again = await stack.page("acme", "again")
-        assert await stream.change_ids_until(again) == [rejoined.cursor, again]
+        # Deletion is final (CONTRACT §2): nothing of the organization follows, not even a new membership.
+        with pytest.raises(FailedPreconditionError, match="acme"):
+            await stack.acl.update_membership("dora", "acme", "admin")
+        with pytest.raises(FailedPreconditionError, match="acme"):
+            await stack.page("acme", "again")
+        marker = await stack.page("globex", "marker")
+        assert await stream.change_ids_until(marker) == [marker]
 
 
 async def test_another_users_membership_events_never_arrive(stack: Stack) -> None:

@@ -17,6 +17,7 @@ import pytest
 from tests.integration.edge.conftest import StackFactory
 from tests.support.sse import open_stream
 from tests.support.stack import Stack
+from userstream.errors import FailedPreconditionError
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +78,6 @@ class _Oracle:
 
     def expected(self, user: str) -> list[str]:
         held = dict(self.memberships.get(user, {}))
-        dropped: set[str] = set()  # organizations deleted while the user was a member: channel gone
         seen: list[str] = []
         for event in self.events:
             if event.kind == "membership":
@@ -89,15 +89,14 @@ class _Oracle:
                 else:
                     assert event.role is not None
                     held[event.organization_id] = event.role
-                    dropped.discard(event.organization_id)
                 continue
             role = held.get(event.organization_id)
-            if role is None or event.organization_id in dropped:
+            if event.kind == "organization" and event.action == "deleted":
+                held.pop(event.organization_id, None)  # final (CONTRACT §2): no members from here on
+            if role is None:
                 continue  # membership is required, system admins included
             if user in SYSTEM_ADMINS or role in self.readers[event.kind]:
                 seen.append(event.cursor)
-            if event.kind == "organization" and event.action == "deleted":
-                dropped.add(event.organization_id)
         return seen
 
     def expected_public(self) -> list[str]:
@@ -173,12 +172,13 @@ async def _run_scenario(stack: Stack, readers: dict[str, set[str]], viewer: str)
     await entity("organization", "globex", "updated")
     for org in ORGS:
         await entity("organization", org, "deleted")
-    await entity("page", "acme", "updated")  # after acme's deletion: its channel is gone
+    with pytest.raises(FailedPreconditionError, match="acme"):
+        await entity("page", "acme", "updated")  # after acme's deletion: refused, nothing recorded
     markers = {}
     for user in USERS:
         await membership(user, f"marker-{user}", "created", "member")
         markers[user] = events[-1].cursor
-    await entity("page", "initech", "created", public=True)  # the public stream's last event
+    await entity("page", "umbrella", "created", public=True)  # the public stream's last event
 
     for user, stream in streams.items():
         received = await stream.change_ids_until(markers[user])

@@ -195,7 +195,7 @@ def test_events_queued_behind_organization_deleted_are_not_delivered() -> None:
     conn.release()
     assert change_ids(frames(conn)) == [11, 13]
     assert hub.left == ["org.acme"]
-    assert conn.memberships == {"acme": "member", "globex": "member"}  # memberships are not changed
+    assert conn.memberships == {"globex": "member"}  # deletion is final: no member of acme from there on
 
 
 def test_roles_and_system_admins_under_a_restrictive_policy() -> None:

@@ -19,7 +19,7 @@ def test_desired_config_follows_the_settings() -> None:
         LogStreamSettings(name="LOG", retention_age=3600, retention_max_msgs=500, duplicate_window=60, replicas=3)
     )
     assert config.name == "LOG"
-    assert sorted(config.subjects or []) == ["org.*", "user.*"]
+    assert sorted(config.subjects or []) == ["fence.*", "org.*", "tombstone.*.*", "user.*"]
     assert (config.max_age, config.max_msgs, config.duplicate_window, config.num_replicas) == (3600, 500, 60, 3)
     assert config.retention is RetentionPolicy.LIMITS
     assert config.storage is StorageType.FILE

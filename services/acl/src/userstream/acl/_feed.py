@@ -31,7 +31,7 @@ Handler = Callable[[int, Msg], Awaitable[None]]
 
 
 class OrderedFeed:
-    """Delivers the messages of ``subject`` in ``stream`` to ``handler(sequence, msg)``, in order, each once.
+    """Delivers the messages of ``subjects`` in ``stream`` to ``handler(sequence, msg)``, in log order, each once.
 
     ``last`` is the stream sequence of the last message handled; messages at or
     before it (redelivered after a restart) are skipped.
@@ -41,7 +41,7 @@ class OrderedFeed:
         self,
         connection: NatsConnection,
         stream: str,
-        subject: str,
+        subjects: tuple[str, ...],
         handler: Handler,
         *,
         heartbeat: float,
@@ -49,7 +49,7 @@ class OrderedFeed:
     ) -> None:
         self._connection = connection
         self._stream = stream
-        self._subject = subject
+        self._subjects = subjects
         self._handler = handler
         self._heartbeat = heartbeat
         self._inactive_threshold = inactive_threshold
@@ -65,8 +65,10 @@ class OrderedFeed:
         else:
             config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1)
         config.inactive_threshold = self._inactive_threshold
+        if len(self._subjects) > 1:
+            config.filter_subjects = list(self._subjects)
         self._subscription = await self._connection.jetstream.subscribe(
-            self._subject,
+            self._subjects[0],
             stream=self._stream,
             cb=self._on_message,
             ordered_consumer=True,
@@ -92,7 +94,7 @@ class OrderedFeed:
             await subscription.unsubscribe()
         except (nats.errors.Error, TimeoutError) as exc:
             # The connection is gone or going; the server drops the consumer after inactive_threshold.
-            log.debug("acl.feed_unsubscribe_failed", subject=self._subject, error=repr(exc))
+            log.debug("acl.feed_unsubscribe_failed", subjects=self._subjects, error=repr(exc))
 
     async def _on_message(self, msg: Msg) -> None:
         sequence = msg.metadata.sequence.stream

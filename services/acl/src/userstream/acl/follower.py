@@ -1,8 +1,10 @@
 """Keeps this replica's membership projection caught up with the log, and says how far it is.
 
-The follower reads ``user.*`` of the ``ACTIVITY`` stream with an ordered
-consumer (see ``_feed``) and applies each membership event in order with the
-one shared rule (``userstream.memberships``). ``position`` is the highest log
+The follower reads ``user.*`` and ``tombstone.*.*`` of the ``ACTIVITY`` stream
+with an ordered consumer (see ``_feed``) and applies each membership event in
+order with the one shared rule (``userstream.memberships``), and each
+organization's deletion at its position (its lane-0 tombstone is stored right
+after it, ``userstream.eventlog.deletions``). ``position`` is the highest log
 position the projection is known to reflect: the last event applied, or the
 head confirmed by the last barrier, whichever is higher.
 
@@ -32,13 +34,15 @@ from userstream.acl_state.projection import MembershipProjection
 from userstream.coalesce import Coalescer
 from userstream.cursor import LogBounds
 from userstream.errors import UnavailableError
+from userstream.eventlog.deletions import LANES, TOMBSTONES
 from userstream.eventlog.log import EventLog
-from userstream.eventlog.subjects import USER_PREFIX
+from userstream.eventlog.subjects import TOMBSTONE_PREFIX, USER_PREFIX, organization_of_tombstone
 from userstream.nats_connection import NatsConnection
 
 log = structlog.get_logger("userstream.acl")
 
 MEMBERSHIP_SUBJECTS = USER_PREFIX + "*"
+FOLLOWED_SUBJECTS = (MEMBERSHIP_SUBJECTS, TOMBSTONES)
 _SYNC_RETRY_WAIT = 0.5
 
 
@@ -76,7 +80,7 @@ class MembershipFollower:
         self._feed = OrderedFeed(
             connection,
             log_.stream,
-            MEMBERSHIP_SUBJECTS,
+            FOLLOWED_SUBJECTS,
             self._on_event,
             heartbeat=tuning.consumer_heartbeat,
             inactive_threshold=tuning.consumer_inactive_threshold,
@@ -144,10 +148,10 @@ class MembershipFollower:
         return await self._barrier_round()
 
     async def _barrier_round(self) -> LogBounds:
-        """Read the head L, then the last membership event S (after L: it covers every one up to L); await S."""
+        """Read the head L, then the last followed event S (after L: it covers every one up to L); await S."""
         bounds = await self._probe.bounds()
-        last_membership = await self._probe.last_sequence(MEMBERSHIP_SUBJECTS)
-        await self.wait_applied(last_membership)
+        last_followed = await asyncio.gather(*(self._probe.last_sequence(subject) for subject in FOLLOWED_SUBJECTS))
+        await self.wait_applied(max(last_followed))
         if bounds.log_id != self.projection.log_id:
             raise UnavailableError("the log was recreated; this acl replica is resynchronising")
         self.confirmed = max(self.confirmed, bounds.last_sequence)
@@ -155,6 +159,16 @@ class MembershipFollower:
 
     async def _on_event(self, sequence: int, msg: Msg) -> None:
         projection = self.projection
+        if msg.subject.startswith(TOMBSTONE_PREFIX):
+            organization_id, lane = organization_of_tombstone(msg.subject)
+            if lane == LANES[0]:
+                # Stored in one atomic batch right after its organization.deleted, at sequence - 1.
+                projection.delete_organization(sequence, organization_id, sequence - 1)
+                log.info("acl.organization_deleted", organization_id=organization_id, position=sequence - 1)
+            else:
+                projection.advance(sequence)
+            self._applied.advance(sequence)
+            return
         try:
             event = decode_membership_event(msg.subject, msg.data)
         except NotAMembershipEventError as exc:

@@ -7,7 +7,10 @@ event this replica applied there (``Nats-Expected-Last-Subject-Sequence``).
 So concurrent changes from several replicas are linearised by JetStream: the
 loser refreshes (learns the subject's last sequence from the stream leader and
 waits until it has applied it), checks again and retries, a bounded number of
-times. The call returns only once this replica has applied its own event, so
+times. An organization deleted (``organization.deleted`` is final) refuses every
+change with ``OrganizationDeletedError`` (FAILED_PRECONDITION): known here, or
+decided by the log through the Recorder's condition on the organization's
+tombstone. The call returns only once this replica has applied its own event, so
 GetSubject on this replica reflects it (read-your-writes).
 
 Changes of one user on one replica are serialised by a lock, so they do not
@@ -26,7 +29,7 @@ from userstream.acl._validation import require_id, require_role
 from userstream.acl.follower import MembershipFollower
 from userstream.acl.readiness import Readiness
 from userstream.acl_state import MembershipChange
-from userstream.errors import AlreadyExistsError, NotFoundError, UnavailableError
+from userstream.errors import AlreadyExistsError, NotFoundError, OrganizationDeletedError, UnavailableError
 from userstream.eventlog.log import EventLog
 from userstream.eventlog.reader import LogReader
 from userstream.eventlog.recorder import ConcurrentChangeError
@@ -92,6 +95,9 @@ class MembershipMutations:
         projection = self._follower.projection
         expected = projection.last_sequence_of(user_id)
         for attempt in range(1, self._attempts + 1):
+            if projection.is_deleted(organization_id) or organization_id in self._log.deleted:
+                # Before ALREADY_EXISTS / NOT_FOUND: in a deleted organization every change is refused alike.
+                raise OrganizationDeletedError(organization_id)
             current = projection.role_of(user_id, organization_id)
             recorded_role = self._check_state(action, user_id, organization_id, current, role)
             activity = validate_activity(

@@ -20,6 +20,7 @@ from userstream.acl.snapshots import SnapshotStore
 from userstream.acl.system_roles import SystemRoles
 from userstream.acl_state import MembershipProjection, Snapshot, SnapshotError
 from userstream.errors import UnavailableError
+from userstream.eventlog.deletions import ACL_LANE
 from userstream.eventlog.log import EventLog
 from userstream.eventlog.reader import LogReader
 from userstream.nats_connection import NatsConnection
@@ -47,7 +48,8 @@ class AclService:
         tuning = settings.tuning
         replicas = settings.stream.replicas
         self.connection = NatsConnection(settings.nats, name="userstream-acl")
-        self.log = EventLog(self.connection, settings.stream, owner=False)
+        # acl's membership changes have a tombstone lane of their own: they never wait for activity's writes.
+        self.log = EventLog(self.connection, settings.stream, owner=False, lanes=(ACL_LANE,))
         reader = LogReader(self.connection, settings.stream.name)
         self.follower = MembershipFollower(self.connection, self.log, MembershipProjection(0), tuning)
         self.roles = SystemRoles(self.connection, tuning, replicas)

@@ -44,7 +44,7 @@ class SystemRoles:
         self._feed = OrderedFeed(
             connection,
             self._stream,
-            self._prefix + ">",
+            (self._prefix + ">",),
             self._on_entry,
             heartbeat=tuning.consumer_heartbeat,
             inactive_threshold=tuning.consumer_inactive_threshold,

@@ -279,6 +279,8 @@ class Connection:
         if may_read_entity(self.policy, self.system_role, role, event.entity_type):
             self._write_change(event, event.frame)
         if event.is_organization_deletion:
+            # Final (CONTRACT §2): the organization has no members from here on and nothing follows it.
+            self.memberships.pop(event.organization_id, None)
             self.hub.leave(self, org_subject(event.organization_id))
 
     def _apply_membership(self, event: LiveEvent) -> None:

@@ -38,7 +38,13 @@ from userstream.edge.assets import JAVASCRIPT, static_file
 from userstream.edge.errors import BadRequestError, EdgeError, UnavailableHTTPError
 from userstream.edge.runtime import EdgeRuntime
 from userstream.edge.settings import DevToolsSettings
-from userstream.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError, UserstreamError
+from userstream.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    UserstreamError,
+)
 from userstream.events.model import ActivityInput, Tx
 from userstream.rpc.activity import ActivityClient
 from userstream.tokens import TokenError, issue_token
@@ -228,6 +234,8 @@ async def _call(pending: Awaitable[R], runtime: EdgeRuntime) -> R:
         raise ConflictError(str(error)) from None
     except NotFoundError as error:
         raise NotFoundHTTPError(str(error)) from None
+    except FailedPreconditionError as error:  # e.g. a write into a deleted organization
+        raise ConflictError(str(error)) from None
     except UserstreamError as error:
         # The gRPC details (status, the service's address) go to the log, not into the response.
         log.warning("devtools.call_failed", error=str(error))
