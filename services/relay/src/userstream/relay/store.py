@@ -1,0 +1,163 @@
+"""The relay's PostgreSQL session: the advisory lock, reading rows, and recording progress.
+
+One connection does everything. It holds the session-level advisory lock that
+makes this relay the active one, so every write the relay makes goes through
+the session that owns the lock: a relay whose session was cut (and whose lock
+another relay may hold by now) cannot delete a row or move its progress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from userstream.outbox.rows import ROW_COLUMNS, SELECT_COLUMNS, OutboxRow
+
+# The lock every relay of one database competes for (advisory locks are per database).
+_LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('userstream.relay'))"
+# The server notices a relay host that vanished (no FIN, no RST) within about 5 + 2 * 3 s and ends
+# its session, which releases the lock: takeover stays within 15 s without a clean exit.
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
+_SERVER_KEEPALIVES = "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3"
+_FETCH_TRANSACTION = f"SELECT {SELECT_COLUMNS} FROM userstream.outbox WHERE xid = %s::text::xid8 ORDER BY id LIMIT %s"  # noqa: S608
+_FETCH = f"SELECT {SELECT_COLUMNS} FROM userstream.outbox ORDER BY xid, id LIMIT %s"  # noqa: S608
+_MOVE_REJECTED = (
+    f"WITH moved AS (DELETE FROM userstream.outbox WHERE id = ANY(%s) RETURNING {ROW_COLUMNS})"  # noqa: S608
+    f" INSERT INTO userstream.outbox_rejected ({ROW_COLUMNS}, error)"
+    f" SELECT {', '.join(f'moved.{name.strip()}' for name in ROW_COLUMNS.split(','))}, why.error"
+    " FROM moved JOIN unnest(%s::bigint[], %s::text[]) AS why(id, error) ON why.id = moved.id"
+    " ON CONFLICT (id) DO NOTHING"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Inflight:
+    """The batch being published: enough to find its rows in the log after a crash."""
+
+    ids: tuple[int, ...]
+    xids: tuple[int, ...]
+    msg_ids: tuple[str, ...]
+    subjects: tuple[str, ...]
+    after_sequence: int  # every message of the batch has a greater stream sequence
+    attempted_at: datetime  # the latest publish attempt (this host's clock)
+
+
+@dataclass(frozen=True, slots=True)
+class RelayState:
+    outbox_id: str
+    last_xid: int | None
+    inflight: Inflight | None
+
+
+class SchemaMissingError(Exception):
+    """The database has no outbox yet (``userstream outbox install`` was not run)."""
+
+
+class OutboxSession:
+    def __init__(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        self._connection = connection
+
+    @classmethod
+    async def connect(cls, dsn: str, timeout: float) -> OutboxSession:
+        # A DSN or URI; these settings are merged into it (and win over its own).
+        conninfo = psycopg.conninfo.make_conninfo(dsn, connect_timeout=max(1, int(timeout)), **_KEEPALIVES)
+        connection = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+        await connection.execute(_SERVER_KEEPALIVES)
+        return cls(connection)
+
+    @property
+    def connected(self) -> bool:
+        return not self._connection.closed and not self._connection.broken
+
+    async def close(self) -> None:
+        await self._connection.close()
+
+    async def try_lock(self) -> bool:
+        cursor = await self._connection.execute(_LOCK_SQL)
+        row = await cursor.fetchone()
+        return bool(row and row[0])
+
+    async def state(self) -> RelayState:
+        try:
+            cursor = await self._connection.execute(
+                "SELECT s.outbox_id::text, r.last_xid::text, r.inflight_ids, r.inflight_msg_ids,"
+                " r.inflight_subjects, r.inflight_after_seq, r.inflight_at, r.inflight_xids::text[]"
+                " FROM userstream.outbox_schema s, userstream.relay_state r"
+            )
+        except psycopg.errors.UndefinedTable:
+            raise SchemaMissingError("no userstream outbox in this database: run `userstream outbox install`") from None
+        row = await cursor.fetchone()
+        if row is None:
+            raise SchemaMissingError("the userstream outbox is incomplete: run `userstream outbox install` again")
+        outbox_id, last_xid, ids, msg_ids, subjects, after_sequence, attempted_at, xids = row
+        inflight = None
+        if ids:
+            inflight = Inflight(
+                tuple(ids),
+                tuple(int(xid) for xid in xids or ()),
+                tuple(msg_ids),
+                tuple(subjects),
+                after_sequence,
+                attempted_at,
+            )
+        return RelayState(outbox_id, int(last_xid) if last_xid is not None else None, inflight)
+
+    async def fetch(self, limit: int, *, continuing_xid: int | None = None) -> list[OutboxRow]:
+        """Committed rows in relay order; first the rest of ``continuing_xid``'s rows, if any are left."""
+        rows: list[OutboxRow] = []
+        if continuing_xid is not None:
+            cursor = await self._connection.execute(_FETCH_TRANSACTION, (str(continuing_xid), limit))
+            rows = [OutboxRow.from_record(record) for record in await cursor.fetchall()]
+            if rows:
+                # Nothing else until that transaction is through: its rows stay contiguous in the log.
+                return rows
+        cursor = await self._connection.execute(_FETCH, (limit,))
+        return [OutboxRow.from_record(record) for record in await cursor.fetchall()]
+
+    async def begin_batch(self, inflight: Inflight | None, rejected: Sequence[tuple[int, str]]) -> None:
+        """Move refused rows out and note the batch about to be published, in one transaction."""
+        async with self._connection.transaction():
+            await self._move_rejected(rejected)
+            if inflight is not None:
+                await self._set_inflight(inflight)
+
+    async def finish_batch(
+        self, recorded: Sequence[int], rejected: Sequence[tuple[int, str]], last_xid: int | None
+    ) -> None:
+        """Delete recorded rows, move refused ones, clear the in-flight note: one transaction."""
+        async with self._connection.transaction():
+            if recorded:
+                await self._connection.execute("DELETE FROM userstream.outbox WHERE id = ANY(%s)", (list(recorded),))
+            await self._move_rejected(rejected)
+            await self._connection.execute(
+                "UPDATE userstream.relay_state SET last_xid = coalesce(%s::text::xid8, last_xid),"
+                " inflight_ids = NULL, inflight_xids = NULL, inflight_msg_ids = NULL, inflight_subjects = NULL,"
+                " inflight_after_seq = NULL, inflight_at = NULL, updated_at = now()",
+                (str(last_xid) if last_xid is not None else None,),
+            )
+
+    async def _set_inflight(self, inflight: Inflight) -> None:
+        await self._connection.execute(
+            "UPDATE userstream.relay_state SET inflight_ids = %s, inflight_xids = %s::text[]::xid8[],"
+            " inflight_msg_ids = %s, inflight_subjects = %s, inflight_after_seq = %s, inflight_at = %s,"
+            " updated_at = now()",
+            (
+                list(inflight.ids),
+                [str(xid) for xid in inflight.xids],
+                list(inflight.msg_ids),
+                list(inflight.subjects),
+                inflight.after_sequence,
+                inflight.attempted_at,
+            ),
+        )
+
+    async def _move_rejected(self, rejected: Sequence[tuple[int, str]]) -> None:
+        if not rejected:
+            return
+        ids = [row_id for row_id, _ in rejected]
+        errors = [error for _, error in rejected]
+        await self._connection.execute(_MOVE_REJECTED, (ids, ids, errors))
