@@ -34,6 +34,7 @@ class Writer:
     rows_per_transaction: int = 3
     committed: list[list[int]] = field(default_factory=list)  # row ids per transaction, in commit order
     rolled_back: list[int] = field(default_factory=list)
+    xids: dict[int, int] = field(default_factory=dict)  # first row id of a transaction → its xid
     _n: int = 0
 
     def commit_one(self, *, rollback: bool = False) -> None:
@@ -43,6 +44,8 @@ class Writer:
                 for _ in range(self.rows_per_transaction):
                     self._n += 1
                     ids.append(record(connection, page_change(self._n)))
+                xid = connection.execute("SELECT pg_current_xact_id()::text").fetchone()
+                self.xids[ids[0]] = int(xid[0]) if xid else 0
             if rollback:
                 self.rolled_back.extend(ids)
             else:
@@ -111,4 +114,12 @@ def check_exactly_once_in_order(log_ids: list[str], dsn: str, writer: Writer) ->
     expected = writer.committed_ids
     missing = sorted(set(expected) - set(relayed))
     assert not missing, f"committed but never recorded: {missing[:20]}"
-    assert relayed == expected, "rows recorded out of commit order"
+    if relayed != expected:
+        first = next(index for index, (got, want) in enumerate(zip(relayed, expected, strict=True)) if got != want)
+        around = slice(max(0, first - 8), first + 8)
+        raise AssertionError(
+            f"rows recorded out of commit order at {first}: {relayed[around]} != {expected[around]}"
+            f" (xids {[writer.xids.get(row_id) for row_id in relayed[around]]}"
+            f" vs {[writer.xids.get(row_id) for row_id in expected[around]]})"
+            f" later: {relayed.index(expected[first])} {relayed[relayed.index(expected[first]) - 3 : relayed.index(expected[first]) + 3]}"
+        )

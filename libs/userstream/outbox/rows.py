@@ -9,8 +9,9 @@ from userstream.events.model import ActivityInput, Tx
 
 # The relay's SELECT list, in the order of ``OutboxRow``'s fields. `data::text` hands the JSON
 # over as text (validated and recorded as is, numbers intact), `xid::text` the 64-bit xid8.
+# Both are renamed: an output column named `xid` would make `ORDER BY xid` sort the text.
 SELECT_COLUMNS = (
-    "id, xid::text, type, organization_id, entity_id, user_id, role, data::text, changed_keys,"
+    "id, xid::text AS xid_text, type, organization_id, entity_id, user_id, role, data::text AS data_text, changed_keys,"
     " transaction_id, source_id, changed_field, idempotency_key, public, created_at"
 )
 # Columns copied to userstream.outbox_rejected as they are.
