@@ -1,36 +1,19 @@
-"""Fixtures for the outbox and the relay: one real PostgreSQL per session, a fresh database per test."""
+"""Fixtures for the outbox and the relay (PostgreSQL itself: ``postgres`` and ``database`` in tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import RunningActivity, service_env
-from tests.support.postgres import PostgresServer
 from tests.support.processes import ServiceProcess, clean_environment
 from userstream.embedded_nats import NatsServerProcess
 from userstream.outbox import install
 from userstream.relay.service import RelayService
 from userstream.relay.settings import RelaySettings
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.destroy()
-
-
-@pytest.fixture
-def database(postgres: PostgresServer) -> str:
-    """A fresh, empty database's DSN."""
-    return postgres.create_database()
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ def test_record_takes_named_arguments_with_defaults(outbox_dsn: str) -> None:
             "SELECT userstream.record(type => 'page.updated', organization_id => 'acme', entity_id => 'p1',"
             """ data => '{"title": "Hello"}')"""
         )
-        row = connection.execute(f"SELECT {COLUMNS} FROM userstream.outbox").fetchone()  # noqa: S608
+        row = connection.execute(f"SELECT {COLUMNS} FROM userstream.outbox").fetchone()
     assert row == ("page.updated", "acme", "p1", None, None, {"title": "Hello"}, None, None, None, None, None, False)
 
 
@@ -100,7 +100,7 @@ EXPECTED = (
 
 def stored(dsn: str) -> list[tuple[object, ...]]:
     with psycopg.connect(dsn) as connection:
-        return connection.execute(f"SELECT {COLUMNS}, created_at FROM userstream.outbox ORDER BY id").fetchall()  # noqa: S608
+        return connection.execute(f"SELECT {COLUMNS}, created_at FROM userstream.outbox ORDER BY id").fetchall()
 
 
 def test_helper_with_psycopg_commits_and_rolls_back_with_the_transaction(outbox_dsn: str) -> None:
@@ -113,9 +113,8 @@ def test_helper_with_psycopg_commits_and_rolls_back_with_the_transaction(outbox_
 
 
 async def test_helper_with_psycopg_async(outbox_dsn: str) -> None:
-    async with await psycopg.AsyncConnection.connect(outbox_dsn) as connection:
-        async with connection.transaction():
-            row_id = await record_async(connection, FULL)
+    async with await psycopg.AsyncConnection.connect(outbox_dsn) as connection, connection.transaction():
+        row_id = await record_async(connection, FULL)
     assert row_id > 0
     assert await asyncio.to_thread(stored, outbox_dsn) == [EXPECTED]
 
