@@ -78,15 +78,13 @@ CREATE TABLE IF NOT EXISTS userstream.outbox_rejected (
 
 -- The active relay's progress, written only by the relay holding the advisory lock.
 -- `last_xid`: the transaction of the last row recorded (its remaining rows go first).
--- `inflight_*`: the batch being published, so that a relay starting after a crash
--- can look for exactly those rows in the log instead of trusting the duplicate window.
+-- `inflight_*`: the batch being published (its row ids, the log's last sequence before
+-- it, when it was sent), so that a relay starting after a crash can look for exactly
+-- those rows in the log instead of trusting the duplicate window.
 CREATE TABLE IF NOT EXISTS userstream.relay_state (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     last_xid xid8,
     inflight_ids bigint[],
-    inflight_xids xid8[],
-    inflight_msg_ids text[],
-    inflight_subjects text[],
     inflight_after_seq bigint,
     inflight_at timestamptz,
     updated_at timestamptz NOT NULL DEFAULT now()

@@ -11,7 +11,8 @@ the message ids it finds.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 
 import nats.errors
 import nats.js.errors
@@ -19,19 +20,22 @@ import nats.js.errors
 from userstream.errors import UnavailableError
 from userstream.eventlog.subjects import MSG_ID_HEADER
 from userstream.nats_connection import NatsConnection
-from userstream.relay.store import Inflight
 
 
-async def recorded_message_ids(connection: NatsConnection, stream: str, inflight: Inflight, margin: float) -> set[str]:
-    """The message ids of ``inflight`` that the log holds."""
-    wanted = set(inflight.msg_ids)
+async def recorded_message_ids(
+    connection: NatsConnection, stream: str, wanted: Mapping[str, str], *, after_sequence: int, not_after: datetime
+) -> set[str]:
+    """Which of ``wanted`` (message id → subject) the log holds after ``after_sequence``.
+
+    Messages stored later than ``not_after`` (plus the request timeout) end the search on a subject.
+    """
     found: set[str] = set()
-    bound = inflight.attempted_at + timedelta(seconds=margin + connection.request_timeout)
+    bound = not_after + timedelta(seconds=connection.request_timeout)
     manager = connection.manager
     try:
-        for subject in sorted(set(inflight.subjects)):
-            position = inflight.after_sequence
-            while found != wanted:
+        for subject in sorted(set(wanted.values())):
+            position = after_sequence
+            while len(found) < len(wanted):
                 try:
                     message = await manager.get_msg(stream, seq=position + 1, subject=subject, next=True)
                 except nats.js.errors.NotFoundError:
@@ -40,7 +44,7 @@ async def recorded_message_ids(connection: NatsConnection, stream: str, inflight
                 if message.time is not None and message.time > bound:
                     break
                 msg_id = (message.headers or {}).get(MSG_ID_HEADER)
-                if msg_id in wanted:
+                if isinstance(msg_id, str) and msg_id in wanted:
                     found.add(msg_id)
     except (nats.errors.Error, TimeoutError) as exc:
         raise UnavailableError(f"cannot read the log back: {type(exc).__name__}") from exc

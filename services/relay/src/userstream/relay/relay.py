@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import psycopg
@@ -148,27 +148,10 @@ class Relay:
 
     async def _relay_batch(self, session: OutboxSession, rows: Sequence[OutboxRow]) -> Inflight | None:
         """Validate, note, publish, finish. Returns the note left behind when publishing failed."""
-        valid: list[tuple[OutboxRow, Activity]] = []
-        rejected: list[tuple[int, str]] = []
-        for row in rows:
-            try:
-                activity = validate_activity(row.activity_input(), self._settings.policy, self._settings.limits)
-            except InvalidArgumentError as error:
-                rejected.append((row.id, str(error)))
-                continue
-            if activity.idempotency_key is None:
-                activity = dataclasses.replace(activity, idempotency_key=row_message_id(self._outbox_id, row.id))
-            valid.append((row, activity))
+        valid, rejected = self._validate(rows)
         inflight = None
         if valid:
-            inflight = Inflight(
-                ids=tuple(row.id for row, _ in valid),
-                xids=tuple(row.xid for row, _ in valid),
-                msg_ids=tuple(activity.idempotency_key or "" for _, activity in valid),
-                subjects=tuple(subject_of(activity) for _, activity in valid),
-                after_sequence=self._after_sequence,
-                attempted_at=datetime.now(UTC),
-            )
+            inflight = Inflight(tuple(row.id for row, _ in valid), self._after_sequence, datetime.now(UTC))
         await session.begin_batch(inflight, rejected)
         self._metrics.rows_rejected.inc(len(rejected))
         if not valid:
@@ -199,6 +182,21 @@ class Relay:
         self._backoff.reset()
         return None
 
+    def _validate(self, rows: Sequence[OutboxRow]) -> tuple[list[tuple[OutboxRow, Activity]], list[tuple[int, str]]]:
+        """Each row as the activity it records (the activity service's own validation), or why it cannot."""
+        valid: list[tuple[OutboxRow, Activity]] = []
+        rejected: list[tuple[int, str]] = []
+        for row in rows:
+            try:
+                activity = validate_activity(row.activity_input(), self._settings.policy, self._settings.limits)
+            except InvalidArgumentError as error:
+                rejected.append((row.id, str(error)))
+                continue
+            if activity.idempotency_key is None:
+                activity = dataclasses.replace(activity, idempotency_key=row_message_id(self._outbox_id, row.id))
+            valid.append((row, activity))
+        return valid, rejected
+
     async def _publish(self, activities: list[Activity]) -> list[int | UserstreamError]:
         """Each activity's stream sequence, or the domain error that refused it (one by one, if any did)."""
         recorder = self._log.recorder()
@@ -224,17 +222,19 @@ class Relay:
 
     async def _recover(self, session: OutboxSession, inflight: Inflight) -> None:
         """Delete the rows of ``inflight`` the log holds; the others will be published again."""
+        valid, _ = self._validate(await session.rows(inflight.ids))
+        wanted = {activity.idempotency_key or "": subject_of(activity) for _, activity in valid}
         found = await recorded_message_ids(
-            self._nats, self._settings.stream.name, inflight, self._timing.recovery_margin
+            self._nats,
+            self._settings.stream.name,
+            wanted,
+            after_sequence=inflight.after_sequence,
+            not_after=inflight.attempted_at + timedelta(seconds=self._timing.recovery_margin),
         )
-        recorded = [row_id for row_id, msg_id in zip(inflight.ids, inflight.msg_ids, strict=True) if msg_id in found]
-        last_xid = None
-        for row_id, xid in zip(inflight.ids, inflight.xids, strict=False):
-            if row_id in recorded:
-                last_xid = xid
-        await session.finish_batch(recorded, [], last_xid)
-        if recorded:
-            self._metrics.rows_recorded.inc(len(recorded))
+        recorded = [(row.id, row.xid) for row, activity in valid if activity.idempotency_key in found]
+        last_xid = recorded[-1][1] if recorded else None
+        await session.finish_batch([row_id for row_id, _ in recorded], [], last_xid)
+        self._metrics.rows_recorded.inc(len(recorded))
         # The batch's transaction that was cut short continues first (or, if nothing was recorded,
         # the batch is read again from its start in the usual order).
         if last_xid is not None:
