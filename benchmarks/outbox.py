@@ -13,6 +13,8 @@ their own processes and a real PostgreSQL (as the tests do), then, in each run:
   the time from its transaction's commit returning to the change arriving on
   the stream. Beside it the same events through ``RecordActivities`` (10 per
   call, 100 calls/s), timed from the call's start. Goal p50 ≤ 50 ms, p99 ≤ 200 ms.
+  Then the outbox measurement again while an older transaction that inserted
+  an outbox row stays open throughout: does a long transaction hold others back?
 
     python -m benchmarks outbox            # 3 runs: 100,000 rows, 10 s of latency
     python -m benchmarks outbox --quick    # 1 run: 20,000 rows, 3 s of latency
@@ -59,6 +61,8 @@ class Run:
     grpc_events_per_s: float = 0.0
     relay_latency_ms: dict[str, float] = field(default_factory=dict)
     grpc_latency_ms: dict[str, float] = field(default_factory=dict)
+    # The same paced rows while an older transaction holding an outbox row stays open all along.
+    relay_latency_open_transaction_ms: dict[str, float] = field(default_factory=dict)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +117,10 @@ async def _main(runs: int, rows: int, seconds: float) -> list[Run]:
             edge_url = f"http://{edge.address}"
             run.relay_latency_ms = await _latency(edge_url, seconds, _OutboxSender(dsn))
             run.grpc_latency_ms = await _latency(edge_url, seconds, _GrpcSender(activity))
+            async with await psycopg.AsyncConnection.connect(dsn) as long_running:
+                await long_running.execute("SELECT userstream.record(type => 'page.updated', organization_id => 'x')")
+                run.relay_latency_open_transaction_ms = await _latency(edge_url, seconds, _OutboxSender(dsn))
+                await long_running.rollback()
             results.append(run)
             print(f"run {index + 1}: {asdict(run)}", flush=True)
         await activity.close()
@@ -295,3 +303,6 @@ def _report(results: list[Run], rows: int, seconds: float) -> None:
         grpc_ms = median([run.grpc_latency_ms[name] for run in results])
         print(f"{'commit → first byte ' + name + ', ms':34}{relay_ms:>16.1f}{grpc_ms:>18.1f}{'<= ' + f'{goal:g}':>14}")
     print(f"{'ratio relay / gRPC throughput':34}{relay_rate / grpc_rate:>16.2f}")
+    open_p50 = median([run.relay_latency_open_transaction_ms["p50"] for run in results])
+    open_p99 = median([run.relay_latency_open_transaction_ms["p99"] for run in results])
+    print(f"{'relay p50 / p99 with a tx open, ms':34}{open_p50:>16.1f}{open_p99:>18.1f}")
