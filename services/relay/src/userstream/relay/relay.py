@@ -103,6 +103,11 @@ class Relay:
                     self._note("schema_missing", error=str(error))
                 except UnavailableError as error:
                     self._note("nats_unavailable", error=str(error))
+                except Exception:
+                    # A bug must not leave a process that looks alive and relays nothing: drop the session
+                    # (and the lock, so a standby can take over), say why, and start again.
+                    log.exception("relay.failed")
+                    self._condition = "failed"
                 await self._backoff.wait()
         finally:
             await self._close_session()
