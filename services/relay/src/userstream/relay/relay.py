@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -42,6 +43,15 @@ from userstream.relay.settings import RelaySettings
 from userstream.relay.store import Inflight, OutboxSession, SchemaMissingError
 
 log = structlog.get_logger("userstream.relay")
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """Rows read together, validated: each valid one with its activity, each refused one with why."""
+
+    rows: Sequence[OutboxRow]
+    valid: list[tuple[OutboxRow, Activity]]
+    rejected: list[tuple[int, str]]
 
 
 class Role:
@@ -137,47 +147,73 @@ class Relay:
         state = await session.state()
         self._continuing_xid = state.last_xid
         inflight = state.inflight
+        batch: _Batch | None = None
         while True:
             if inflight is not None:
                 await self._until_done(partial(self._recover, session, inflight))
-            rows = await session.fetch(self._timing.batch_size, continuing_xid=self._continuing_xid)
-            if not rows:
+                batch = None  # read again after a recovery: some rows are gone
+            if batch is None:
+                batch = self._prepare(await session.fetch(self._timing.batch_size, continuing_xid=self._continuing_xid))
+            if not batch.rows:
                 self._metrics.lag_seconds.set(0)
                 self._continuing_xid = None
+                batch = None
                 await asyncio.sleep(self._timing.poll_interval)
                 continue
-            oldest = min(row.created_at for row in rows)
+            oldest = min(row.created_at for row in batch.rows)
             self._metrics.lag_seconds.set(max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
-            self._metrics.batch_rows.observe(len(rows))
-            inflight = await self._relay_batch(session, rows)
+            self._metrics.batch_rows.observe(len(batch.rows))
+            inflight, batch = await self._relay_batch(session, batch)
 
-    async def _relay_batch(self, session: OutboxSession, rows: Sequence[OutboxRow]) -> Inflight | None:
-        """Validate, note, publish, finish. Returns the note left behind when publishing failed."""
+    def _prepare(self, rows: Sequence[OutboxRow]) -> _Batch:
         valid, rejected = self._validate(rows)
+        return _Batch(rows, valid, rejected)
+
+    async def _relay_batch(self, session: OutboxSession, batch: _Batch) -> tuple[Inflight | None, _Batch | None]:
+        """Note, publish, finish. Returns the note left behind when publishing failed, and the next batch.
+
+        While JetStream acknowledges this batch, the next one is read (without this batch's rows, which
+        are deleted only once acknowledged) and validated: the relay's PostgreSQL and CPU work overlaps
+        its wait for NATS.
+        """
+        rows, valid, rejected = batch.rows, batch.valid, batch.rejected
+        last_xid = rows[-1].xid
         inflight = None
         if valid:
             inflight = Inflight(tuple(row.id for row, _ in valid), self._after_sequence, datetime.now(UTC))
         await session.begin_batch(inflight, rejected)
         self._metrics.rows_rejected.inc(len(rejected))
         if not valid:
-            await session.finish_batch([], [], rows[-1].xid)
-            self._continuing_xid = rows[-1].xid
-            return None
+            await session.finish_batch([], [], last_xid)
+            self._continuing_xid = last_xid
+            return None, None
+        publishing = asyncio.get_running_loop().create_task(self._publish([activity for _, activity in valid]))
         try:
-            outcomes = await self._publish([activity for _, activity in valid])
+            # Read as if this batch were done: its transaction's remaining rows first, then the rest.
+            upcoming = await session.fetch(
+                self._timing.batch_size, continuing_xid=last_xid, excluding=[row.id for row in rows]
+            )
+            following = self._prepare(upcoming)
+        except BaseException:
+            publishing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, UserstreamError):
+                await publishing
+            raise
+        try:
+            outcomes = await publishing
         except UnavailableError as error:
             self._note("nats_unavailable", error=str(error))
             await self._backoff.wait()
-            return inflight
+            return inflight, None
         recorded = [row.id for (row, _), outcome in zip(valid, outcomes, strict=True) if isinstance(outcome, int)]
         refused = [
             (row.id, str(outcome))
             for (row, _), outcome in zip(valid, outcomes, strict=True)
             if isinstance(outcome, UserstreamError)
         ]
-        await session.finish_batch(recorded, refused, rows[-1].xid)
+        await session.finish_batch(recorded, refused, last_xid)
         # The batch may have stopped inside a transaction: its remaining rows come before any other.
-        self._continuing_xid = rows[-1].xid
+        self._continuing_xid = last_xid
         sequences = [outcome for outcome in outcomes if isinstance(outcome, int)]
         if sequences:
             self._after_sequence = max(self._after_sequence, *sequences)
@@ -185,7 +221,7 @@ class Relay:
         self._metrics.rows_rejected.inc(len(refused))
         self._note("active")
         self._backoff.reset()
-        return None
+        return None, following
 
     def _validate(self, rows: Sequence[OutboxRow]) -> tuple[list[tuple[OutboxRow, Activity]], list[tuple[int, str]]]:
         """Each row as the activity it records (the activity service's own validation), or why it cannot."""

@@ -23,9 +23,16 @@ _LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('userstream.relay'))"
 # its session, which releases the lock: takeover stays within 15 s without a clean exit.
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
 _SERVER_KEEPALIVES = "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3"
-_FETCH_TRANSACTION = f"SELECT {SELECT_COLUMNS} FROM userstream.outbox WHERE xid = %s::text::xid8 ORDER BY id LIMIT %s"  # noqa: S608
+# `id <> ALL(…)`: rows of the batch still being published are read past (see ``fetch``).
+_FETCH_TRANSACTION = (
+    f"SELECT {SELECT_COLUMNS} FROM userstream.outbox"  # noqa: S608
+    " WHERE xid = %s::text::xid8 AND id <> ALL(%b::bigint[]) ORDER BY id LIMIT %s"
+)
 _ROWS = f"SELECT {SELECT_COLUMNS} FROM userstream.outbox WHERE id = ANY(%b) ORDER BY xid, id"  # noqa: S608
-_FETCH = f"SELECT {SELECT_COLUMNS} FROM userstream.outbox ORDER BY xid, id LIMIT %s"  # noqa: S608
+_FETCH = (
+    f"SELECT {SELECT_COLUMNS} FROM userstream.outbox"  # noqa: S608
+    " WHERE id <> ALL(%b::bigint[]) ORDER BY xid, id LIMIT %s"
+)
 _MOVE_REJECTED = (
     f"WITH moved AS (DELETE FROM userstream.outbox WHERE id = ANY(%s) RETURNING {ROW_COLUMNS})"  # noqa: S608
     f" INSERT INTO userstream.outbox_rejected ({ROW_COLUMNS}, error)"
@@ -98,16 +105,22 @@ class OutboxSession:
         inflight = Inflight(tuple(ids), after_sequence, attempted_at) if ids else None
         return RelayState(outbox_id, int(last_xid) if last_xid is not None else None, inflight)
 
-    async def fetch(self, limit: int, *, continuing_xid: int | None = None) -> list[OutboxRow]:
-        """Committed rows in relay order; first the rest of ``continuing_xid``'s rows, if any are left."""
+    async def fetch(
+        self, limit: int, *, continuing_xid: int | None = None, excluding: Sequence[int] = ()
+    ) -> list[OutboxRow]:
+        """Committed rows in relay order; first the rest of ``continuing_xid``'s rows, if any are left.
+
+        ``excluding``: rows of a batch still being published (read past as if already deleted).
+        """
         rows: list[OutboxRow] = []
+        skip = list(excluding)
         if continuing_xid is not None:
-            cursor = await self._connection.execute(_FETCH_TRANSACTION, (str(continuing_xid), limit))
+            cursor = await self._connection.execute(_FETCH_TRANSACTION, (str(continuing_xid), skip, limit))
             rows = [OutboxRow.from_record(record) for record in await cursor.fetchall()]
             if rows:
                 # Nothing else until that transaction is through: its rows stay contiguous in the log.
                 return rows
-        cursor = await self._connection.execute(_FETCH, (limit,))
+        cursor = await self._connection.execute(_FETCH, (skip, limit))
         return [OutboxRow.from_record(record) for record in await cursor.fetchall()]
 
     async def rows(self, ids: Sequence[int]) -> list[OutboxRow]:
