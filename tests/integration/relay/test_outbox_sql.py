@@ -67,6 +67,9 @@ def test_cli_prints_and_installs(database: str) -> None:
     )
     assert missing.returncode == 2
     assert "USERSTREAM_OUTBOX_DSN" in missing.stderr
+    relay = subprocess.run([USERSTREAM, "relay"], capture_output=True, env=clean_environment(), text=True, check=False)
+    assert relay.returncode == 2
+    assert "USERSTREAM_OUTBOX_DSN" in relay.stderr
 
 
 FULL = ActivityInput(
