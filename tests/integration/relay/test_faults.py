@@ -214,6 +214,6 @@ async def test_nats_restarted(
         stop.set()
         await writing
     await wait_drained(outbox_dsn)
-    relay.terminate()
+    assert relay.terminate() == 0  # SIGTERM stops it cleanly
     assert "relay.nats_unavailable" in relay.log_text()
     check_exactly_once_in_order(await log_message_ids(nats_server.url), outbox_dsn, writer)
