@@ -55,6 +55,7 @@ def kill_relays(relays: list[ServiceProcess], rng: random.Random, times: int) ->
     return Fault("relay kills", 0.1, action)
 
 
+@pytest.mark.timeout(300)
 async def test_outbox_share_with_relay_kills(
     deploy: Deploy, nats_server: NatsServerProcess, database: str, tmp_path: Path
 ) -> None:

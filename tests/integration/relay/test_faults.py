@@ -64,6 +64,12 @@ async def wait_role(process: ServiceProcess, role: str, timeout: float) -> float
     return loop.time() - started
 
 
+async def _until_one_active(relays: list[ServiceProcess]) -> None:
+    while "active" not in [await role_of(process) for process in relays]:
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.timeout(300)
 async def test_sigkill_at_random_moments_also_beyond_the_duplicate_window(
     tmp_path: Path, nats_server: NatsServerProcess, short_window_activity: RunningActivity, outbox_dsn: str
 ) -> None:
@@ -122,6 +128,7 @@ async def test_a_batch_published_before_a_crash_is_not_recorded_again_after_the_
     check_exactly_once_in_order(await log_message_ids(nats_server.url), outbox_dsn, writer)
 
 
+@pytest.mark.timeout(300)
 async def test_two_relays_one_active_each_killed_in_turn_takes_over_within_15_s(
     tmp_path: Path, nats_server: NatsServerProcess, short_window_activity: RunningActivity, outbox_dsn: str
 ) -> None:
@@ -136,6 +143,8 @@ async def test_two_relays_one_active_each_killed_in_turn_takes_over_within_15_s(
         for process in relays:
             process.start()
         await asyncio.gather(*(process.wait_ready() for process in relays))
+        # Both answer ready as standbys at first; one of them takes the lock a moment later.
+        await asyncio.wait_for(_until_one_active(relays), 15.0)
         roles = [await role_of(process) for process in relays]
         assert sorted(roles) == ["active", "standby"], roles  # type: ignore[type-var]
         for _ in range(3):
