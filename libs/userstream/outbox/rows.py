@@ -45,8 +45,11 @@ class OutboxRow:
         values[1] = int(str(values[1]))
         return cls(*values)  # type: ignore[arg-type]  # the SELECT list above fixes each column's type
 
-    def activity_input(self) -> ActivityInput:
-        """The row as the activity service would receive it over gRPC (absent = empty)."""
+    def activity_input(self, default_idempotency_key: str = "") -> ActivityInput:
+        """The row as the activity service would receive it over gRPC (absent = empty).
+
+        ``default_idempotency_key`` stands in for a row without one (the relay passes the row's own identity).
+        """
         tx = None
         if self.transaction_id is not None or self.source_id is not None or self.changed_field is not None:
             tx = Tx(self.transaction_id or "", self.source_id or "", self.changed_field or "")
@@ -60,7 +63,7 @@ class OutboxRow:
             # A NULL inside the array is an empty key, which validation refuses by name.
             changed_keys=tuple(key or "" for key in self.changed_keys or ()),
             tx=tx,
-            idempotency_key=self.idempotency_key or "",
+            idempotency_key=self.idempotency_key or default_idempotency_key,
             public=self.public,
             created_at=self.created_at,
         )

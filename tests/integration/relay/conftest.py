@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +51,21 @@ async def relay(
         await running.service.stop()
 
 
-def relay_process(tmp_path: Path, nats_url: str, dsn: str, name: str = "relay", **env: str) -> ServiceProcess:
-    """``userstream relay`` as a subprocess (for SIGKILL)."""
-    environment = clean_environment(NATS_URL=nats_url, OUTBOX_DSN=dsn, LOG_FORMAT="console", **env)
-    return ServiceProcess("relay", environment, tmp_path / f"{name}.log")
+MakeRelay = Callable[..., ServiceProcess]
+
+
+@pytest.fixture
+def make_relay(tmp_path: Path) -> Iterator[MakeRelay]:
+    """``make_relay(nats_url, dsn, name="relay", **env)``: ``userstream relay`` as a subprocess (for SIGKILL),
+    killed at teardown whatever the test did."""
+    made: list[ServiceProcess] = []
+
+    def make(nats_url: str, dsn: str, name: str = "relay", **env: str) -> ServiceProcess:
+        environment = clean_environment(NATS_URL=nats_url, OUTBOX_DSN=dsn, LOG_FORMAT="console", **env)
+        process = ServiceProcess("relay", environment, tmp_path / f"{name}.log")
+        made.append(process)
+        return process
+
+    yield make
+    for process in made:
+        process.kill()

@@ -10,12 +10,11 @@ import json
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import RunningActivity, start_activity
-from tests.integration.relay.conftest import relay_process, start_relay
+from tests.integration.relay.conftest import MakeRelay, start_relay
 from tests.support.outbox import Writer, check_exactly_once_in_order, log_message_ids, wait_drained
 from tests.support.postgres import PostgresServer
 from tests.support.processes import ServiceProcess
@@ -71,10 +70,10 @@ async def _until_one_active(relays: list[ServiceProcess]) -> None:
 
 @pytest.mark.timeout(300)
 async def test_sigkill_at_random_moments_also_beyond_the_duplicate_window(
-    tmp_path: Path, nats_server: NatsServerProcess, short_window_activity: RunningActivity, outbox_dsn: str
+    make_relay: MakeRelay, nats_server: NatsServerProcess, short_window_activity: RunningActivity, outbox_dsn: str
 ) -> None:
     chooser = random.Random()
-    relay = relay_process(tmp_path, nats_server.url, outbox_dsn, RELAY_POLL_INTERVAL="0.01", RELAY_BATCH_SIZE="7")
+    relay = make_relay(nats_server.url, outbox_dsn, RELAY_POLL_INTERVAL="0.01", RELAY_BATCH_SIZE="7")
     writer = Writer(outbox_dsn, rows_per_transaction=4)
     stop = asyncio.Event()
     writing = asyncio.create_task(writer.run(stop, interval=0.002))
@@ -130,10 +129,10 @@ async def test_a_batch_published_before_a_crash_is_not_recorded_again_after_the_
 
 @pytest.mark.timeout(300)
 async def test_two_relays_one_active_each_killed_in_turn_takes_over_within_15_s(
-    tmp_path: Path, nats_server: NatsServerProcess, short_window_activity: RunningActivity, outbox_dsn: str
+    make_relay: MakeRelay, nats_server: NatsServerProcess, short_window_activity: RunningActivity, outbox_dsn: str
 ) -> None:
     relays = [
-        relay_process(tmp_path, nats_server.url, outbox_dsn, name=name, RELAY_POLL_INTERVAL="0.01")
+        make_relay(nats_server.url, outbox_dsn, name=name, RELAY_POLL_INTERVAL="0.01")
         for name in ("relay-a", "relay-b")
     ]
     writer = Writer(outbox_dsn)
@@ -165,7 +164,7 @@ async def test_two_relays_one_active_each_killed_in_turn_takes_over_within_15_s(
 
 
 async def test_postgres_restarted(
-    tmp_path: Path, nats_server: NatsServerProcess, short_window_activity: RunningActivity
+    make_relay: MakeRelay, nats_server: NatsServerProcess, short_window_activity: RunningActivity
 ) -> None:
     server = PostgresServer()  # its own: the restart must not disturb other tests' databases
     try:
@@ -174,7 +173,7 @@ async def test_postgres_restarted(
         from userstream.outbox import install
 
         install(dsn)
-        relay = relay_process(tmp_path, nats_server.url, dsn, RELAY_BACKOFF_MAX="0.5")
+        relay = make_relay(nats_server.url, dsn, RELAY_BACKOFF_MAX="0.5")
         relay.start()
         await relay.wait_ready()
         writer = Writer(dsn)
@@ -204,9 +203,9 @@ async def test_postgres_restarted(
 
 
 async def test_nats_restarted(
-    tmp_path: Path, nats_server: NatsServerProcess, short_window_activity: RunningActivity, outbox_dsn: str
+    make_relay: MakeRelay, nats_server: NatsServerProcess, short_window_activity: RunningActivity, outbox_dsn: str
 ) -> None:
-    relay = relay_process(tmp_path, nats_server.url, outbox_dsn, RELAY_BACKOFF_MAX="0.5")
+    relay = make_relay(nats_server.url, outbox_dsn, RELAY_BACKOFF_MAX="0.5")
     relay.start()
     await relay.wait_ready()
     writer = Writer(outbox_dsn)

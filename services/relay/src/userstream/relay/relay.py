@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -228,13 +227,13 @@ class Relay:
         valid: list[tuple[OutboxRow, Activity]] = []
         rejected: list[tuple[int, str]] = []
         for row in rows:
+            # Without its own idempotency key, a row is recorded under its identity (CONTRACT §7.6).
+            raw = row.activity_input(default_idempotency_key=row_message_id(self._outbox_id, row.id))
             try:
-                activity = validate_activity(row.activity_input(), self._settings.policy, self._settings.limits)
+                activity = validate_activity(raw, self._settings.policy, self._settings.limits)
             except InvalidArgumentError as error:
                 rejected.append((row.id, str(error)))
                 continue
-            if activity.idempotency_key is None:
-                activity = dataclasses.replace(activity, idempotency_key=row_message_id(self._outbox_id, row.id))
             valid.append((row, activity))
         return valid, rejected
 

@@ -115,17 +115,18 @@ class OutboxSession:
         rows: list[OutboxRow] = []
         skip = list(excluding)
         if continuing_xid is not None:
-            cursor = await self._connection.execute(_FETCH_TRANSACTION, (str(continuing_xid), skip, limit))
+            cursor = await self._connection.execute(_FETCH_TRANSACTION, (str(continuing_xid), skip, limit), binary=True)
             rows = [OutboxRow.from_record(record) for record in await cursor.fetchall()]
             if rows:
                 # Nothing else until that transaction is through: its rows stay contiguous in the log.
                 return rows
-        cursor = await self._connection.execute(_FETCH, (skip, limit))
+        # Binary results: timestamps and numbers arrive ready to use, not as text to parse.
+        cursor = await self._connection.execute(_FETCH, (skip, limit), binary=True)
         return [OutboxRow.from_record(record) for record in await cursor.fetchall()]
 
     async def rows(self, ids: Sequence[int]) -> list[OutboxRow]:
         """The rows with these ids still in the outbox, in relay order."""
-        cursor = await self._connection.execute(_ROWS, (list(ids),))
+        cursor = await self._connection.execute(_ROWS, (list(ids),), binary=True)
         return [OutboxRow.from_record(record) for record in await cursor.fetchall()]
 
     async def begin_batch(self, inflight: Inflight | None, rejected: Sequence[tuple[int, str]]) -> None:
