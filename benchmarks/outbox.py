@@ -5,7 +5,9 @@ their own processes and a real PostgreSQL (as the tests do), then, in each run:
 
 - ``throughput``: writers commit transactions of 100 outbox rows each as fast
   as PostgreSQL takes them (``INSERT … SELECT generate_series``), so a backlog
-  builds; rows/s = rows / (first commit → outbox empty). Beside it the same
+  builds; rows/s = rows / (first commit → outbox empty). Then the relay alone:
+  stopped while the same number of rows is written, restarted, rows/s from the
+  first row recorded to the outbox empty. Beside them the same
   events through ``RecordActivities`` (batches of 100, 8 callers). Goal ≥ 20,000
   rows/s for one relay.
 - ``latency``: 1,000 rows/s (transactions of 10 rows, 100 per second, open
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import psycopg
 
-from benchmarks._stack import BIN, SECRET, Backbone, _env, _spawn, _wait_http, free_port, start_edge
+from benchmarks._stack import BIN, SECRET, Backbone, Service, _env, _spawn, _wait_http, free_port, start_edge
 from tests.support.postgres import PostgresServer
 from tests.support.sse import SSEStream, request
 from userstream.events.model import ActivityInput
@@ -58,6 +60,8 @@ PAD = "x" * 200  # ~300-byte events, as in the ingest benchmark
 @dataclass
 class Run:
     relay_rows_per_s: float = 0.0
+    # The relay alone: stopped while the rows are written, then draining the backlog (first row gone → empty).
+    relay_backlog_rows_per_s: float = 0.0
     grpc_events_per_s: float = 0.0
     relay_latency_ms: dict[str, float] = field(default_factory=dict)
     grpc_latency_ms: dict[str, float] = field(default_factory=dict)
@@ -88,7 +92,7 @@ async def _main(runs: int, rows: int, seconds: float) -> list[Run]:
     root = Path(tempfile.mkdtemp(prefix="userstream-bench-outbox-"))
     backbone = Backbone(root, cpus=None)
     postgres = PostgresServer()
-    services = []
+    services: list[Service] = []
     try:
         backbone.start()
         await asyncio.to_thread(postgres.start)
@@ -97,14 +101,19 @@ async def _main(runs: int, rows: int, seconds: float) -> list[Run]:
         edge = start_edge("userstream", backbone, None)
         services.append(edge)
         relay_port = free_port()
-        relay = _spawn(
-            "relay",
-            [str(BIN / "userstream"), "relay", "--port", str(relay_port)],
-            root,
-            _env(NATS_URL=backbone.nats.url, OUTBOX_DSN=dsn),
-        )
-        services.append(relay)
-        _wait_http(relay, f"http://127.0.0.1:{relay_port}/readyz", time.monotonic() + 30)
+
+        def start_relay() -> Service:
+            relay = _spawn(
+                "relay",
+                [str(BIN / "userstream"), "relay", "--port", str(relay_port)],
+                root,
+                _env(NATS_URL=backbone.nats.url, OUTBOX_DSN=dsn),
+            )
+            services.append(relay)
+            _wait_http(relay, f"http://127.0.0.1:{relay_port}/readyz", time.monotonic() + 30)
+            return relay
+
+        relay = start_relay()
         activity = ActivityClient(backbone.activity.address, timeout=30)
         await activity.record(
             ActivityInput(type="membership.created", organization_id=LIVE_ORG, user_id=USER, role="member")
@@ -113,6 +122,10 @@ async def _main(runs: int, rows: int, seconds: float) -> list[Run]:
         for index in range(runs):
             run = Run()
             run.relay_rows_per_s = await _relay_throughput(dsn, rows, index)
+            relay.stop()
+            await _write_rows(dsn, rows, index + runs)
+            relay = start_relay()
+            run.relay_backlog_rows_per_s = await _drained(dsn, rows)
             run.grpc_events_per_s = await _grpc_throughput(activity, rows, index)
             edge_url = f"http://{edge.address}"
             run.relay_latency_ms = await _latency(edge_url, seconds, _OutboxSender(dsn))
@@ -139,6 +152,36 @@ def _event(n: int, org: str) -> ActivityInput:
 
 
 async def _relay_throughput(dsn: str, rows: int, run: int) -> float:
+    started = time.perf_counter()
+    await _write_rows(dsn, rows, run)
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
+        while True:
+            cursor = await connection.execute("SELECT EXISTS (SELECT 1 FROM userstream.outbox)")
+            row = await cursor.fetchone()
+            if row is not None and not row[0]:
+                break
+            await asyncio.sleep(0.01)
+    return rows // ROWS_PER_TRANSACTION * ROWS_PER_TRANSACTION / (time.perf_counter() - started)
+
+
+async def _drained(dsn: str, rows: int) -> float:
+    """Rows/s from the first row of a backlog of ``rows`` recorded to the last."""
+    started = None
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
+        while True:
+            cursor = await connection.execute("SELECT count(*) FROM userstream.outbox")
+            row = await cursor.fetchone()
+            left = int(row[0]) if row else 0
+            if started is None and left < rows:
+                started = time.perf_counter()
+            if left == 0:
+                break
+            await asyncio.sleep(0.005)
+    assert started is not None
+    return rows / (time.perf_counter() - started)
+
+
+async def _write_rows(dsn: str, rows: int, run: int) -> None:
     transactions = rows // ROWS_PER_TRANSACTION
     insert = (
         "INSERT INTO userstream.outbox (type, organization_id, entity_id, data)"
@@ -153,16 +196,7 @@ async def _relay_throughput(dsn: str, rows: int, run: int) -> float:
                 async with connection.transaction():
                     await connection.execute(insert, (PAD, start, start + ROWS_PER_TRANSACTION - 1))
 
-    started = time.perf_counter()
     await asyncio.gather(*(writer(first) for first in range(WRITERS)))
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
-        while True:
-            cursor = await connection.execute("SELECT EXISTS (SELECT 1 FROM userstream.outbox)")
-            row = await cursor.fetchone()
-            if row is not None and not row[0]:
-                break
-            await asyncio.sleep(0.01)
-    return transactions * ROWS_PER_TRANSACTION / (time.perf_counter() - started)
 
 
 async def _grpc_throughput(activity: ActivityClient, rows: int, run: int) -> float:
@@ -298,6 +332,8 @@ def _report(results: list[Run], rows: int, seconds: float) -> None:
     print(f"\noutbox benchmark: {len(results)} run(s), {rows} rows each, {seconds:g} s paced at 1,000 rows/s")
     print(f"{'':34}{'relay (outbox)':>16}{'RecordActivities':>18}{'goal':>14}")
     print(f"{'throughput, rows/s (median)':34}{relay_rate:>16,.0f}{grpc_rate:>18,.0f}{'>= 20,000':>14}")
+    backlog = median([run.relay_backlog_rows_per_s for run in results])
+    print(f"{'relay alone, draining a backlog':34}{backlog:>16,.0f}")
     for name, goal in (("p50", TARGET_P50_MS), ("p99", TARGET_P99_MS)):
         relay_ms = median([run.relay_latency_ms[name] for run in results])
         grpc_ms = median([run.grpc_latency_ms[name] for run in results])
