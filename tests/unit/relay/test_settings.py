@@ -11,7 +11,7 @@ def test_defaults_and_the_dsn_from_the_environment() -> None:
     assert settings.dsn == "postgresql://db/app"
     assert settings.port == DEFAULT_PORT == 8001
     assert settings.timing.poll_interval == 0.05
-    assert settings.timing.batch_size == 1000
+    assert settings.timing.batch_size == 5000
     assert settings.timing.standby_interval < 15
 
 

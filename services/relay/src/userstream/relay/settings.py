@@ -24,8 +24,9 @@ class RelayTiming:
 
     # Seconds between two looks at an empty outbox (commit → log latency is about half of it).
     poll_interval: float = 0.05
-    # Rows read, validated and published together (one PostgreSQL read, one pipelined publish).
-    batch_size: int = 1000
+    # Rows read, validated and published together (one PostgreSQL read, one pipelined publish). Per-batch
+    # round trips bound the rate: draining a backlog, 5,000 gave about 1.6 times the rows/s of 1,000.
+    batch_size: int = 5000
     # Seconds between a standby's attempts to take the advisory lock (takeover within 15 s needs < 15).
     standby_interval: float = 1.0
     # Backoff after PostgreSQL or NATS failed: starts here, doubles, stops growing at the maximum.
