@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import nats
 import psycopg
@@ -21,8 +23,11 @@ from tests.support.outbox import (
 )
 from tests.support.sse import request
 from userstream.embedded_nats import NatsServerProcess
-from userstream.events.model import ActivityInput
+from userstream.errors import FailedPreconditionError
+from userstream.eventlog.recorder import Recorded, Recorder
+from userstream.events.model import Activity, ActivityInput
 from userstream.outbox import record
+from userstream.relay.store import OutboxSession
 
 pytestmark = pytest.mark.integration
 
@@ -143,3 +148,45 @@ async def test_probes_say_active_and_count_rows(relay: RunningRelay, outbox_dsn:
     metrics = (await request(relay.base_url, "/metrics", timeout=5)).body.decode()
     assert "userstream_relay_rows_recorded_total 3.0" in metrics
     assert "userstream_relay_active 1.0" in metrics
+
+
+async def test_a_refusal_of_the_write_path_rejects_that_row_and_records_the_others(
+    relay: RunningRelay, nats_server: NatsServerProcess, outbox_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The shared Recorder refuses some writes with a domain error (a deleted organization: CONTRACT §2);
+    # stand in for that rule here, on the real recorder, for one organization.
+    original = Recorder.record
+
+    async def refusing(self: Recorder, activities: Sequence[Activity], **options: Any) -> list[Recorded]:
+        if any(activity.organization_id == "gone" for activity in activities):
+            raise FailedPreconditionError("organization gone was deleted")
+        return await original(self, activities, **options)
+
+    monkeypatch.setattr(Recorder, "record", refusing)
+    with psycopg.connect(outbox_dsn) as connection, connection.transaction():
+        first = record(connection, page_change(1))
+        gone = record(connection, page_change(2, org="gone"))
+        last = record(connection, page_change(3))
+    await wait_drained(outbox_dsn)
+    prefix = f"outbox-{outbox_id(outbox_dsn)}-"
+    assert await log_message_ids(nats_server.url) == [f"{prefix}{first}", f"{prefix}{last}"]
+    with psycopg.connect(outbox_dsn) as connection:
+        rejected = connection.execute("SELECT id, error FROM userstream.outbox_rejected").fetchall()
+    assert rejected == [(gone, "organization gone was deleted")]
+
+
+async def test_transactions_sort_by_their_number_not_its_digits(outbox_dsn: str) -> None:
+    # xid8 order, not text order: transaction 999 before 1000 (a bug once, caught by the kill test).
+    with psycopg.connect(outbox_dsn) as connection:
+        for xid in ("1000", "999", "10000"):
+            connection.execute(
+                "INSERT INTO userstream.outbox (xid, type, organization_id, entity_id)"
+                " VALUES (%s::xid8, 'page.updated', 'acme', %s)",
+                (xid, f"p{xid}"),
+            )
+    session = await OutboxSession.connect(outbox_dsn, 5.0)
+    try:
+        assert [row.xid for row in await session.fetch(10)] == [999, 1000, 10000]
+        assert [row.xid for row in await session.fetch(10, continuing_xid=1000)] == [1000]
+    finally:
+        await session.close()
