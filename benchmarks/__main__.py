@@ -28,6 +28,10 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     ),
     "edge-drain": ("benchmarks.edge_drain", "edge SIGTERM-to-exit time with 2,000 open streams"),
     "grpc-floor": ("benchmarks.grpc_floor", "grpcio's Python server per no-op call: aio, aio+uvloop, sync pools"),
+    "outbox": (
+        "benchmarks.outbox",
+        "outbox relay: rows/s and commit → first byte p50/p99, beside RecordActivities in the same run",
+    ),
     "acl": ("benchmarks.acl", "acl: GetSubject (latest, now) and CheckAccess calls/s, paced latency, CPU per call"),
     "tracing": ("benchmarks.tracing", "edge deliveries per CPU-second: today vs tracing off, sampled 1 %, 100 %"),
 }

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cluster import NatsCluster
+from tests.support.postgres import PostgresServer
 from userstream.activity.service import ActivityService
 from userstream.activity.settings import ActivitySettings
 from userstream.embedded_nats import NatsServerProcess
@@ -82,6 +83,23 @@ async def activity(nats_server: NatsServerProcess) -> AsyncIterator[RunningActiv
     finally:
         await running.client.close()
         await running.service.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (started on first use); tests take a ``database`` each."""
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def database(postgres: PostgresServer) -> str:
+    """A fresh, empty database on the session's PostgreSQL; its DSN."""
+    return postgres.create_database()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

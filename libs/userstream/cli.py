@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "activity": ("userstream.activity.cli", "run the activity service (gRPC, the write path)"),
     "edge": ("userstream.edge.cli", "run the edge (HTTP, the streams users connect to)"),
     "acl": ("userstream.acl.cli", "run the acl service (gRPC, memberships and permissions)"),
+    "relay": ("userstream.relay.cli", "run the outbox relay (committed PostgreSQL rows into the log)"),
+    "outbox": ("userstream.outbox.cli", "print or install the PostgreSQL outbox's SQL"),
     "dev": ("userstream.dev.cli", "run everything on this machine, with demo data and traffic"),
     "token": ("userstream.dev.token_command", "print a signed stream token for a user"),
     "tail": ("userstream.client.cli", "print a user's stream in the terminal"),

@@ -124,3 +124,27 @@ def test_userstream_containers_are_locked_down(model: dict[str, Any]) -> None:
         assert service["read_only"] is True
         assert service["cap_drop"] == ["ALL"]
         assert "no-new-privileges:true" in service["security_opt"]
+
+
+def test_two_relays_on_the_one_image_after_the_outbox_is_installed(model: dict[str, Any]) -> None:
+    relay, install = model["relay"], model["outbox-install"]
+    assert relay["image"] == install["image"] == model["activity"]["image"]
+    assert relay["command"] == ["relay", "--host", "0.0.0.0", "--port", "8001"]
+    # One records, the other stands by (docs/outbox.md); neither is published on the host.
+    assert relay["deploy"]["replicas"] == 2
+    assert "ports" not in relay
+    assert relay["healthcheck"]["test"][-1] == "http://127.0.0.1:8001/readyz"
+    assert install["command"] == ["outbox", "install"]
+    assert relay["depends_on"]["outbox-install"]["condition"] == "service_completed_successfully"
+    assert relay["depends_on"]["activity"]["condition"] == "service_healthy"
+    assert install["depends_on"]["postgres"]["condition"] == "service_healthy"
+    dsn = relay["environment"]["USERSTREAM_OUTBOX_DSN"]
+    assert dsn == install["environment"]["USERSTREAM_OUTBOX_DSN"]
+    assert dsn.startswith("postgresql://")
+    assert "@postgres:5432/" in dsn
+    for service in (relay, install):
+        assert service["environment"]["USERSTREAM_NATS_URL"].split(",") == [f"nats://{n}:4222" for n in NATS_NODES]
+        assert service["read_only"] is True
+        assert service["cap_drop"] == ["ALL"]
+        assert "no-new-privileges:true" in service["security_opt"]
+    assert "ports" not in model["postgres"]

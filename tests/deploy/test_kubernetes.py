@@ -300,7 +300,7 @@ def test_images_are_pinned_and_shared(manifests: Manifests) -> None:
             assert name, image
             assert tag not in {"", "latest"}, image
             images[workload["metadata"]["name"]] = image
-    assert images["activity"] == images["acl"] == images["edge"]
+    assert images["activity"] == images["acl"] == images["edge"] == images["relay"]
 
 
 def test_pods_meet_the_restricted_pod_security_standard(manifests: Manifests) -> None:
@@ -401,3 +401,38 @@ def test_ingress_never_logs_stream_tokens(manifests: Manifests) -> None:
     """EventSource sends its token in the query string; ingress-nginx's access log would keep it."""
     annotations = manifests.get("Ingress", "edge")["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/enable-access-log"] == "false"
+
+
+# --- the outbox relay ------------------------------------------------------------------
+
+
+def test_two_relays_probed_on_their_http_port_with_the_dsn_from_a_secret(manifests: Manifests, overlay: str) -> None:
+    relay = manifests.get("Deployment", "relay")
+    # One records, the other stands by (docs/outbox.md): the overlays keep two.
+    assert relay["spec"]["replicas"] == 2
+    container = only_container(relay)
+    assert container["args"] == ["relay", "--host", "0.0.0.0", "--port", "8001"]
+    assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [("http", 8001)]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    # A PostgreSQL or NATS outage takes the relay out of readiness; it never restarts it.
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    (init,) = pod_spec(relay)["initContainers"]
+    assert init["args"] == ["outbox", "install"]
+    assert init["image"] == container["image"]
+    references = []
+    for each in (container, init):
+        (entry,) = [e for e in each["env"] if e["name"] == "USERSTREAM_OUTBOX_DSN"]
+        references.append(entry["valueFrom"]["secretKeyRef"])
+    reference = references[0]
+    assert references == [reference, reference]
+    assert reference["key"] == "dsn"
+    secret = manifests.find("Secret", reference["name"])
+    if overlay == "prod":
+        assert reference["name"] == "userstream-outbox"
+        assert secret is None  # the application's database: created by the operator, never committed
+    else:
+        assert secret is not None
+        assert "dsn" in secret["data"]
+    env = manifests.environment(container)
+    assert env["USERSTREAM_NATS_URL"] == "nats://relay:$(NATS_PASSWORD)@nats:4222"

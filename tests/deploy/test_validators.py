@@ -27,9 +27,10 @@ COMPOSE_ENV = {
     "NATS_ACTIVITY_PASSWORD": "deploy-check-activity-password",
     "NATS_ACL_PASSWORD": "deploy-check-acl-password",
     "NATS_EDGE_PASSWORD": "deploy-check-edge-password",
+    "NATS_RELAY_PASSWORD": "deploy-check-relay-password",
 }
 # The passwords nats/auth.conf reads from the server's environment.
-NATS_PASSWORDS = ("NATS_ACTIVITY_PASSWORD", "NATS_ACL_PASSWORD", "NATS_EDGE_PASSWORD")
+NATS_PASSWORDS = ("NATS_ACTIVITY_PASSWORD", "NATS_ACL_PASSWORD", "NATS_EDGE_PASSWORD", "NATS_RELAY_PASSWORD")
 BUILT_IN_KINDS = {
     "Namespace",
     "ConfigMap",

@@ -162,11 +162,15 @@ async def run(
     seed: int,
     chaos: Chaos = Chaos(),
     fault: Fault | None = None,
+    outbox: tuple[str, float] | None = None,
 ) -> RunResult:
+    """``outbox`` = (DSN, share): that share of the batches goes through the PostgreSQL outbox and a relay."""
     started = time.monotonic()
     rng = random.Random(seed ^ 0x5EED)
     activity = deployment.activity_client
     workload = Workload(shape, seed, activity, deployment.acl_client, run_id=f"r{seed}")
+    if outbox is not None:
+        workload.outbox_dsn, workload.outbox_share = outbox
     origin = await activity.get_cursor()  # before anything of this run: a late client replays it all
     await workload.setup()
     store = PayloadStore()
@@ -200,6 +204,7 @@ async def run(
             await chaos_task
     for client in clients:
         client.slow = False  # the slow reader recovers: it must still end up with everything
+    await workload.outbox_drained()
     marker = await workload.marker()
     end = position_of(marker)
     try:

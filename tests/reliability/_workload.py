@@ -22,9 +22,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import psycopg
+
 from userstream.errors import AlreadyExistsError, FailedPreconditionError, NotFoundError, UnavailableError
 from userstream.events import ActivityInput
 from userstream.events.model import Tx
+from userstream.outbox import record
 from userstream.rpc.acl import AclClient
 from userstream.rpc.activity import ActivityClient, RecordResult
 
@@ -81,6 +84,10 @@ class Workload:
     deleted: set[str] = field(default_factory=set)
     # Idempotency keys of writes that were refused: none may be in the log.
     refused_keys: list[str] = field(default_factory=list)
+    # The outbox variant: this share of the batches is inserted into the PostgreSQL outbox (one transaction
+    # each) instead of RecordActivities; the relay records them, with the same idempotency keys.
+    outbox_dsn: str | None = None
+    outbox_share: float = 0.0
     _keys: int = 0
     _last_batch: list[ActivityInput] = field(default_factory=list)
     _last_results: list[RecordResult] = field(default_factory=list)
@@ -107,6 +114,13 @@ class Workload:
         """One batch, then some membership churn through acl."""
         size = self.rng.randint(*self.shape.batch)
         batch = [self._item() for _ in range(min(size, max(1, self.shape.events - self.recorded)))]
+        if self.outbox_dsn is not None and self.rng.random() < self.outbox_share:
+            await asyncio.to_thread(self._insert_into_outbox, self.outbox_dsn, batch)
+            self.recorded += len(batch)
+            self.batches += 1
+            self.stats["outbox rows"] += len(batch)
+            await self._after_batch()
+            return
         results = await self._retrying(lambda: self.activity.record_many(batch))
         self._check_results(batch, results)
         self.recorded += len(batch)
@@ -115,6 +129,9 @@ class Workload:
         if self.rng.random() < 0.05 and self._last_batch:
             await self._resend_last()
         self._last_batch, self._last_results = batch, results
+        await self._after_batch()
+
+    async def _after_batch(self) -> None:
         if self.rng.random() < self.shape.deletions and len(self.deleted) < len(self.orgs) // 2:
             await self._delete_organization()
         for _ in range(self.rng.randint(*self.shape.churn)):
@@ -122,6 +139,22 @@ class Workload:
                 await self._churn()
         if self.shape.pause:
             await asyncio.sleep(self.shape.pause)
+
+    @staticmethod
+    def _insert_into_outbox(dsn: str, batch: list[ActivityInput]) -> None:
+        with psycopg.connect(dsn) as connection, connection.transaction():
+            for item in batch:
+                record(connection, item)
+
+    async def outbox_drained(self, timeout: float = 120.0) -> None:
+        """Until the relay has recorded every committed row (before the marker, which must come last)."""
+        if self.outbox_dsn is None:
+            return
+        deadline = asyncio.get_running_loop().time() + timeout
+        while await asyncio.to_thread(_outbox_rows, self.outbox_dsn):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"the relay left rows in the outbox for {timeout} s")
+            await asyncio.sleep(0.1)
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         return await retrying(call, self.stats)
@@ -181,6 +214,8 @@ class Workload:
     async def _delete_organization(self) -> None:
         """Delete an organization (alone: a batch that also held earlier events of it could not be resent as a
         whole once it is deleted), then try every kind of later write into it: each must be refused."""
+        # Rows committed to the outbox before the deletion must land before it (else the relay rejects them).
+        await self.outbox_drained()
         org = self._org()
         self.deleted.add(org)
         item = ActivityInput(
@@ -305,6 +340,12 @@ class Workload:
             self.stats["revoke"] += 1
         except NotFoundError:
             self.stats["revoke: not a member"] += 1
+
+
+def _outbox_rows(dsn: str) -> int:
+    with psycopg.connect(dsn) as connection:
+        row = connection.execute("SELECT count(*) FROM userstream.outbox").fetchone()
+    return int(row[0]) if row else 0
 
 
 async def retrying(call: Callable[[], Awaitable[T]], stats: Counter[str] | None = None) -> T:

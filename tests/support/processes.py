@@ -40,7 +40,7 @@ def clean_environment(**values: str) -> dict[str, str]:
 class ServiceProcess:
     """One ``userstream <command>`` process; ``start`` again after ``kill`` to restart it on the same port."""
 
-    command: str  # "activity", "acl" or "edge"
+    command: str  # "activity", "acl", "edge" or "relay"
     env: dict[str, str]
     log_file: Path
     port: int = field(default_factory=free_port)
@@ -104,7 +104,7 @@ class ServiceProcess:
 
     async def _wait_ready(self, timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
-        channel = None if self.command == "edge" else open_channel(self.address)
+        channel = None if self.command in ("edge", "relay") else open_channel(self.address)
         try:
             while not await self._ready(channel):
                 if not self.running:

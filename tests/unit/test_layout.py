@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 WHEEL_CONFIG = PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]
 # Files the package carries besides modules (policy, assets, typing markers, stubs).
-DATA_SUFFIXES = {".toml", ".js", ".html", ".css", ".pyi", ".typed"}
+DATA_SUFFIXES = {".toml", ".js", ".html", ".css", ".pyi", ".typed", ".sql"}
 
 
 def service_roots() -> list[str]:

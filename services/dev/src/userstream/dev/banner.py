@@ -16,6 +16,7 @@ class Addresses:
     acl_addr: str
     nats_url: str
     data_dir: Path
+    relay_url: str | None = None  # the outbox relay's probes, when the stack runs one
 
 
 def banner(addresses: Addresses, tokens: dict[str, str], token_hours: float, *, traffic: bool) -> str:
@@ -32,6 +33,11 @@ def banner(addresses: Addresses, tokens: dict[str, str], token_hours: float, *, 
         f"  activity gRPC   {addresses.activity_addr}",
         f"  acl gRPC        {addresses.acl_addr}",
         f"  NATS            {addresses.nats_url}",
+        *(
+            [f"  outbox relay    {addresses.relay_url}/readyz   (rows of userstream.outbox)"]
+            if addresses.relay_url
+            else []
+        ),
         f"  data            {addresses.data_dir}   logs {logs}/",
         "",
         f"demo tokens (valid {token_hours:g} h; more with `userstream token USER_ID --data-dir {addresses.data_dir}`):",

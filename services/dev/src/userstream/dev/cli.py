@@ -11,6 +11,7 @@ from userstream.dev.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_EDGE_PORT,
     DEFAULT_NATS_PORT,
+    DEFAULT_RELAY_PORT,
 )
 
 
@@ -35,6 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--activity-port", type=int, default=DEFAULT_ACTIVITY_PORT, help=f"gRPC (default {DEFAULT_ACTIVITY_PORT})"
     )
     parser.add_argument("--acl-port", type=int, default=DEFAULT_ACL_PORT, help=f"gRPC (default {DEFAULT_ACL_PORT})")
+    parser.add_argument(
+        "--outbox-dsn",
+        default=None,
+        help="also install the outbox in this PostgreSQL database and run a relay (default $USERSTREAM_OUTBOX_DSN)",
+    )
+    parser.add_argument(
+        "--relay-port", type=int, default=DEFAULT_RELAY_PORT, help=f"relay HTTP probes (default {DEFAULT_RELAY_PORT})"
+    )
     parser.add_argument("--no-demo", action="store_true", help="no demo data (implies --no-traffic)")
     parser.add_argument("--no-traffic", action="store_true", help="no demo traffic")
     parser.epilog = "A port of 0 picks a free one. The stack listens on 127.0.0.1 only."
@@ -53,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from userstream.settings import Env, LoggingSettings
 
     env = Env()
-    for name in ("nats_port", "edge_port", "activity_port", "acl_port"):
+    for name in ("nats_port", "edge_port", "activity_port", "acl_port", "relay_port"):
         if not 0 <= getattr(args, name) <= 65535:
             raise SystemExit(f"userstream dev: error: --{name.replace('_', '-')} must be a port number (0 picks one)")
     settings = DevSettings.load(
@@ -63,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         edge_port=args.edge_port,
         activity_port=args.activity_port,
         acl_port=args.acl_port,
+        outbox_dsn=args.outbox_dsn,
+        relay_port=args.relay_port,
         demo=not args.no_demo,
         traffic=not args.no_traffic,
         env=env,

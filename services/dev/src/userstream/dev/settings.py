@@ -12,6 +12,7 @@ DEFAULT_NATS_PORT = 4222
 DEFAULT_EDGE_PORT = 8000
 DEFAULT_ACTIVITY_PORT = 50051
 DEFAULT_ACL_PORT = 50052
+DEFAULT_RELAY_PORT = 8001
 # The dev stack only ever listens on loopback: its edge serves a token-minting API.
 HOST = "127.0.0.1"
 
@@ -27,6 +28,9 @@ class DevSettings:
     edge_port: int = DEFAULT_EDGE_PORT
     activity_port: int = DEFAULT_ACTIVITY_PORT
     acl_port: int = DEFAULT_ACL_PORT
+    # A PostgreSQL database (libpq DSN or URI) to install the outbox in and relay from; None: no relay.
+    outbox_dsn: str | None = None
+    relay_port: int = DEFAULT_RELAY_PORT
     demo: bool = True
     traffic: bool = True
     # Seconds every service gets to accept requests before the stack gives up.
@@ -52,6 +56,8 @@ class DevSettings:
         edge_port: int = DEFAULT_EDGE_PORT,
         activity_port: int = DEFAULT_ACTIVITY_PORT,
         acl_port: int = DEFAULT_ACL_PORT,
+        outbox_dsn: str | None = None,
+        relay_port: int = DEFAULT_RELAY_PORT,
         demo: bool = True,
         traffic: bool = True,
         env: Env | None = None,
@@ -64,6 +70,8 @@ class DevSettings:
             edge_port=edge_port,
             activity_port=activity_port,
             acl_port=acl_port,
+            outbox_dsn=outbox_dsn or env.optional_text("OUTBOX_DSN"),
+            relay_port=relay_port,
             demo=demo,
             traffic=traffic and demo,  # the traffic works on the demo's organizations
             start_timeout=env.number("DEV_START_TIMEOUT", cls.start_timeout, minimum=1.0),

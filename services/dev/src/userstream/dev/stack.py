@@ -1,7 +1,8 @@
 """The dev stack's supervisor: start NATS and the services, load the demo, run the traffic, stop it all.
 
 Start: nats-server (unless ``--nats-url``) → activity, acl and edge as child
-processes (acl and edge wait for the log that activity provisions) → every
+processes (acl and edge wait for the log that activity provisions), and with
+``--outbox-dsn`` the outbox installed and a relay beside them → every
 service accepts requests → demo data → the banner and ``userstream ready`` →
 demo traffic. Stop, on SIGINT/SIGTERM or when any part exits on its own:
 traffic → edge (its streams get ``close``) → acl and activity → NATS. A part
@@ -21,6 +22,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+import psycopg
 import structlog
 
 from userstream.dev.banner import READY_LINE, Addresses, banner
@@ -32,6 +34,7 @@ from userstream.dev.settings import HOST, DevSettings
 from userstream.dev.traffic import DemoTraffic
 from userstream.embedded_nats import NatsServerProcess
 from userstream.errors import UserstreamError
+from userstream.outbox.schema import install_async
 from userstream.rpc.acl import AclClient
 from userstream.rpc.activity import ActivityClient
 from userstream.tokens import issue_token
@@ -110,8 +113,9 @@ class DevStack:
         logs.mkdir(parents=True, exist_ok=True)
         secret = dev_secret(data_dir)
         nats_url = await self._start_nats(logs / "nats.log")
-        edge_port, activity_port, acl_port = (
-            port or _free_port() for port in (settings.edge_port, settings.activity_port, settings.acl_port)
+        edge_port, activity_port, acl_port, relay_port = (
+            port or _free_port()
+            for port in (settings.edge_port, settings.activity_port, settings.acl_port, settings.relay_port)
         )
         addresses = Addresses(
             edge_url=f"http://{HOST}:{edge_port}",
@@ -119,6 +123,7 @@ class DevStack:
             acl_addr=f"{HOST}:{acl_port}",
             nats_url=nats_url,
             data_dir=data_dir,
+            relay_url=f"http://{HOST}:{relay_port}" if settings.outbox_dsn else None,
         )
         env = _child_env(addresses, secret)
         host = ["--host", HOST]
@@ -127,6 +132,10 @@ class DevStack:
             ("acl", ["userstream.cli", "acl", *host, "--port", str(acl_port)]),
             ("edge", ["userstream.dev.edge_process", *host, "--port", str(edge_port), *self._edge_flags()]),
         ]
+        if settings.outbox_dsn:
+            await self._install_outbox(settings.outbox_dsn)
+            env = {**env, "USERSTREAM_OUTBOX_DSN": settings.outbox_dsn}
+            services.append(("relay", ["userstream.cli", "relay", *host, "--port", str(relay_port)]))
         for name, arguments in services:
             log_path = logs / f"{name}.log"
             log_path.write_bytes(b"")  # each run its own log
@@ -150,6 +159,14 @@ class DevStack:
         users = [user.id for user in USERS] if settings.demo else [_NO_DEMO_USER]
         tokens = {user: issue_token(user, secret, settings.token_ttl) for user in users}
         return addresses, tokens
+
+    @staticmethod
+    async def _install_outbox(dsn: str) -> None:
+        try:
+            version = await install_async(dsn)
+        except psycopg.Error as error:
+            raise StackError(f"installing the outbox failed: {str(error).strip()}") from error
+        _note("dev.outbox_installed", version=version)
 
     def _edge_flags(self) -> list[str]:
         flags = ["--token-ttl", str(self.settings.token_ttl)]
@@ -175,10 +192,12 @@ class DevStack:
         return server.url
 
     async def _wait_ready(self, addresses: Addresses) -> None:
+        relay = [wait_http_ready(addresses.relay_url + "/readyz")] if addresses.relay_url else []
         await asyncio.gather(
             wait_grpc_serving(addresses.activity_addr),
             wait_grpc_serving(addresses.acl_addr),
             wait_http_ready(addresses.edge_url + "/readyz"),
+            *relay,
         )
 
     def _grpc_clients(self, addresses: Addresses) -> tuple[ActivityClient, AclClient]:
