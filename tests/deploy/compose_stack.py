@@ -170,7 +170,7 @@ class ComposeStack:
         if service.get("entrypoint") is not None:
             flags += ["--entrypoint", json.dumps(service["entrypoint"])]
         flags.append(service["image"])
-        flags += service.get("command", [])
+        flags += service.get("command") or []  # null: the image's own command
         return flags
 
     @staticmethod

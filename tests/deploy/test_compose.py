@@ -142,8 +142,11 @@ def test_two_relays_on_the_one_image_after_the_outbox_is_installed(model: dict[s
     assert dsn == install["environment"]["USERSTREAM_OUTBOX_DSN"]
     assert dsn.startswith("postgresql://")
     assert "@postgres:5432/" in dsn
+    # The relay's own NATS user (nats/auth.conf); installing the outbox needs no NATS.
+    password = COMPOSE_ENV["NATS_RELAY_PASSWORD"]
+    nats_urls = [url.strip() for url in relay["environment"]["USERSTREAM_NATS_URL"].split(",")]
+    assert nats_urls == [f"nats://relay:{password}@{n}:4222" for n in NATS_NODES]
     for service in (relay, install):
-        assert service["environment"]["USERSTREAM_NATS_URL"].split(",") == [f"nats://{n}:4222" for n in NATS_NODES]
         assert service["read_only"] is True
         assert service["cap_drop"] == ["ALL"]
         assert "no-new-privileges:true" in service["security_opt"]
