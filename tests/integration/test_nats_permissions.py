@@ -32,7 +32,12 @@ from userstream.tokens import issue_token
 pytestmark = pytest.mark.integration
 
 AUTH_CONF = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base" / "nats" / "auth.conf"
-PASSWORDS = {"activity": "activity-password-0123", "acl": "acl-password-0123", "edge": "edge-password-0123"}
+PASSWORDS = {
+    "activity": "activity-password-0123",
+    "acl": "acl-password-0123",
+    "edge": "edge-password-0123",
+    "relay": "relay-password-0123",
+}
 
 
 @pytest.fixture
