@@ -15,16 +15,20 @@ from pathlib import Path
 import nats
 import nats.aio.client
 import nats.errors
+import psycopg
 import pytest
 
 from tests.conftest import start_activity
+from tests.integration.relay.conftest import start_relay
 from tests.support.edge import edge_settings, start_edge, wait_until
+from tests.support.outbox import log_message_ids, wait_drained
 from tests.support.sse import open_stream
 from tests.support.stack import SECRET, start_acl_service
 from userstream.embedded_nats import NatsServerProcess
 from userstream.eventlog.reader import LogReader
 from userstream.events import ActivityInput
 from userstream.nats_connection import NatsConnection
+from userstream.outbox import install, record
 from userstream.rpc.acl import AclClient
 from userstream.settings import NatsSettings
 from userstream.tokens import issue_token
@@ -153,3 +157,25 @@ async def test_no_user_no_connection(secured_nats: NatsServerProcess) -> None:
             await client.connect(secured_nats.url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2)
     finally:
         await client.close()  # nats-py leaves the refused socket open otherwise
+
+
+async def test_the_relay_records_as_its_user(secured_nats: NatsServerProcess, database: str) -> None:
+    """The relay's user may record (an event, and a deletion with its tombstones) and nothing is rejected."""
+    install(database)
+    activity = await start_activity(_url(secured_nats, "activity"))  # provisions the log
+    relay = await start_relay(_url(secured_nats, "relay"), database)
+    try:
+        with psycopg.connect(database) as connection, connection.transaction():
+            record(connection, ActivityInput(type="page.updated", organization_id="acme", entity_id="p1"))
+            record(connection, ActivityInput(type="organization.deleted", organization_id="gone"))
+        await wait_drained(database)
+        with psycopg.connect(database) as connection:
+            rejected = connection.execute("select error from userstream.outbox_rejected").fetchall()
+        assert rejected == []
+        recorded = await log_message_ids(_url(secured_nats, "activity"))
+        assert len(recorded) == 2
+        assert all(msg_id.startswith("outbox-") for msg_id in recorded)
+    finally:
+        await relay.service.stop()
+        await activity.client.close()
+        await activity.service.stop()
