@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from userstream.events.validation import DEFAULT_MAX_DATA_BYTES, MAX_DATA_BYTES_CEILING, Limits
 from userstream.policy import Policy, load_policy
 
 PREFIX = "USERSTREAM_"
@@ -188,3 +189,11 @@ class PolicySettings:
         raw = env.optional_text("POLICY")
         path = Path(raw) if raw else None
         return cls(path=path, policy=load_policy(path))
+
+
+def limits_from_env(env: Env) -> Limits:
+    """The size limits on an activity (``USERSTREAM_MAX_DATA_BYTES``): one reading for every door an activity
+    enters by (gRPC, acl's mutations, the outbox relay), so a row passes one exactly when it passes another."""
+    return Limits(
+        max_data_bytes=env.integer("MAX_DATA_BYTES", DEFAULT_MAX_DATA_BYTES, minimum=1, maximum=MAX_DATA_BYTES_CEILING)
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from userstream.events.validation import DEFAULT_MAX_DATA_BYTES, Limits
+from userstream.events.validation import Limits
 from userstream.policy import Policy
 from userstream.settings import (
     Env,
@@ -13,6 +13,7 @@ from userstream.settings import (
     LogStreamSettings,
     NatsSettings,
     PolicySettings,
+    limits_from_env,
 )
 from userstream.tracing import TracingSettings
 
@@ -96,7 +97,7 @@ class AclSettings:
             nats=NatsSettings.from_env(env, nats_url),
             stream=LogStreamSettings.from_env(env),
             policy=PolicySettings.from_env(env).policy,
-            limits=Limits(max_data_bytes=env.integer("MAX_DATA_BYTES", DEFAULT_MAX_DATA_BYTES, minimum=1)),
+            limits=limits_from_env(env),
             logging=LoggingSettings.from_env(env),
             tuning=AclTuning.from_env(env, accept_retention_gap=accept_retention_gap),
             tracing=TracingSettings.from_env(env),

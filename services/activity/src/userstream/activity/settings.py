@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from userstream.events.validation import DEFAULT_MAX_DATA_BYTES, MAX_DATA_BYTES_CEILING, Limits
+from userstream.events.validation import Limits
 from userstream.policy import Policy
 from userstream.settings import (
     Env,
@@ -13,6 +13,7 @@ from userstream.settings import (
     LogStreamSettings,
     NatsSettings,
     PolicySettings,
+    limits_from_env,
 )
 from userstream.tracing import TracingSettings
 
@@ -42,11 +43,7 @@ class ActivitySettings:
             nats=NatsSettings.from_env(env, nats_url),
             stream=LogStreamSettings.from_env(env),
             policy=PolicySettings.from_env(env).policy,
-            limits=Limits(
-                max_data_bytes=env.integer(
-                    "MAX_DATA_BYTES", DEFAULT_MAX_DATA_BYTES, minimum=1, maximum=MAX_DATA_BYTES_CEILING
-                )
-            ),
+            limits=limits_from_env(env),
             logging=LoggingSettings.from_env(env),
             tracing=TracingSettings.from_env(env),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from userstream.events.validation import DEFAULT_MAX_DATA_BYTES, MAX_DATA_BYTES_CEILING, Limits
+from userstream.events.validation import Limits
 from userstream.policy import Policy
 from userstream.settings import (
     Env,
@@ -13,6 +13,7 @@ from userstream.settings import (
     NatsSettings,
     PolicySettings,
     SettingsError,
+    limits_from_env,
 )
 
 DEFAULT_PORT = 8001
@@ -84,12 +85,7 @@ class RelaySettings:
             nats=NatsSettings.from_env(env, nats_url),
             stream=LogStreamSettings.from_env(env),
             policy=PolicySettings.from_env(env).policy,
-            # The same limit as the activity service: a row passes here exactly when it would pass there.
-            limits=Limits(
-                max_data_bytes=env.integer(
-                    "MAX_DATA_BYTES", DEFAULT_MAX_DATA_BYTES, minimum=1, maximum=MAX_DATA_BYTES_CEILING
-                )
-            ),
+            limits=limits_from_env(env),
             timing=RelayTiming.from_env(env),
             logging=LoggingSettings.from_env(env),
         )
