@@ -1,33 +1,128 @@
-"""Who is asking: the stream token from the header, the cookie or the query string."""
+"""Who is asking: a stream token (header, cookie, query), else the application's session hook (CONTRACT §6).
+
+The worker's authentication parts — the verifier with its key sources, the
+JWKS cache and the hook, with their HTTP clients — are built here from
+``AuthSettings`` and mapped to HTTP errors here: TokenError → 401,
+VerificationUnavailableError → 503 with Retry-After.
+"""
 
 from __future__ import annotations
 
-from userstream.edge.errors import UnauthorizedError
-from userstream.tokens import Principal, TokenError, TokenVerifier
+import asyncio
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from litestar import Request
+
+from userstream.auth.jwks import JwksCache
+from userstream.auth.verifier import TokenVerifier, VerificationUnavailableError
+from userstream.edge.errors import UnauthorizedError, UnavailableHTTPError
+from userstream.edge.session_hook import FORWARDED_HEADERS, SessionHook
+from userstream.edge.settings import AuthSettings
+from userstream.tokens import Principal, TokenError
 
 COOKIE_NAME = "userstream_token"
 QUERY_PARAMETER = "access_token"
+_JWKS_CONNECTIONS = 2
 
 
-def authenticate(
-    authorization: str | None, cookie: str | None, query: str | None, verifier: TokenVerifier
-) -> Principal:
-    """The verified principal, taking the token by precedence: header, then cookie, then query."""
-    try:
-        return verifier.verify(_find_token(authorization, cookie, query))
-    except TokenError as error:
-        raise UnauthorizedError(str(error)) from None
+class EdgeAuth:
+    """One worker's authentication: built in the lifespan, ``run()`` keeps the key set fresh, ``close()``."""
+
+    def __init__(self, settings: AuthSettings, *, cors_origins: tuple[str, ...] = (), retry_after: int = 2) -> None:
+        self.settings = settings
+        self._cors_origins = frozenset(cors_origins)
+        self._retry_after = retry_after
+        self._clients: list[httpx.AsyncClient] = []
+        self.jwks: JwksCache | None = None
+        if settings.jwks_url:
+            # Redirects are not followed and nothing a token says (jku, x5u) is ever fetched.
+            client = self._client(_JWKS_CONNECTIONS, settings.jwks_timeout)
+            self.jwks = JwksCache(
+                settings.jwks_url,
+                client,
+                refresh=settings.jwks_refresh,
+                min_refetch=settings.jwks_min_refetch,
+                timeout=settings.jwks_timeout,
+            )
+        self.verifier = TokenVerifier(
+            settings.static_keys(),
+            self.jwks,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            max_entries=settings.token_cache_entries,
+        )
+        self.hook: SessionHook | None = None
+        if settings.hook_url:
+            self.hook = SessionHook(
+                settings.hook_url,
+                self._client(settings.hook_concurrency, settings.hook_timeout),
+                timeout=settings.hook_timeout,
+                concurrency=settings.hook_concurrency,
+                cache_ttl=settings.hook_cache_ttl,
+            )
+
+    def _client(self, connections: int, timeout: float) -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        client = httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False, trust_env=False)
+        self._clients.append(client)
+        return client
+
+    async def run(self) -> None:
+        """Fetch the key set at start and keep it fresh (returns at once without a JWKS URL)."""
+        if self.jwks is not None:
+            await self.jwks.run()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(client.aclose() for client in self._clients))
+
+    async def authenticate(self, request: Request[Any, Any, Any]) -> Principal:
+        """The verified principal, by precedence: Authorization header, cookie, query, then the session hook."""
+        token = find_token(
+            request.headers.get("authorization"),
+            request.cookies.get(COOKIE_NAME),
+            request.query_params.get(QUERY_PARAMETER),
+        )
+        try:
+            if token is not None:
+                return await self.verifier.verify(token)
+            if self.hook is None:
+                raise UnauthorizedError(
+                    "a stream token is required (Authorization header, userstream_token cookie or access_token)"
+                )
+            self._check_origin(request)
+            return await self.hook.authenticate(forwarded_headers(request))
+        except TokenError as error:
+            raise UnauthorizedError(str(error)) from None
+        except VerificationUnavailableError as error:
+            raise UnavailableHTTPError(str(error), self._retry_after) from None
+
+    def _check_origin(self, request: Request[Any, Any, Any]) -> None:
+        """Cookies ride along with any site's requests: a session stream is for its own origin and CORS's list."""
+        origin = request.headers.get("origin")
+        if origin is None or origin in self._cors_origins:
+            return
+        if urlsplit(origin).netloc.lower() == (request.headers.get("host") or "").lower():
+            return
+        raise UnauthorizedError("a session stream from another origin must be allowed by USERSTREAM_CORS_ORIGINS")
 
 
-def _find_token(authorization: str | None, cookie: str | None, query: str | None) -> str:
+def find_token(authorization: str | None, cookie: str | None, query: str | None) -> str | None:
+    """The token the request carries (None: none at all); 401 for an Authorization header that is not Bearer."""
     if authorization:
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             raise UnauthorizedError("the Authorization header must be `Bearer <token>`")
         return credentials.strip()
-    token = cookie or query
-    if not token:
-        raise UnauthorizedError(
-            "a stream token is required (Authorization header, userstream_token cookie or access_token)"
-        )
-    return token
+    return cookie or query or None
+
+
+def forwarded_headers(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """The allow-listed headers present on the request, lower-case names, repeated ones joined."""
+    forwarded = {}
+    for name in FORWARDED_HEADERS:
+        values = request.headers.getall(name, [])
+        if values:
+            forwarded[name] = ("; " if name == "cookie" else ", ").join(values)
+    return forwarded

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from userstream.cursor import Cursor, LogBounds, Position, parse_cursor
 from userstream.edge import sse
 from userstream.edge._log_identity import LogIdentityWatch
 from userstream.edge.acl_batcher import SubjectBatcher
+from userstream.edge.auth import EdgeAuth
 from userstream.edge.connection import Connection
 from userstream.edge.errors import UnavailableHTTPError
 from userstream.edge.expiry import ExpiryWheel
@@ -28,7 +30,7 @@ from userstream.nats_connection import NatsConnection
 from userstream.permissions import SYSTEM_USER
 from userstream.rpc.acl import AclClient
 from userstream.rpc.channel import is_serving
-from userstream.tokens import Principal, TokenVerifier
+from userstream.tokens import Principal
 
 log = structlog.get_logger("userstream.edge")
 
@@ -66,7 +68,7 @@ class EdgeRuntime:
         self._bounds = Coalescer(self.log.bounds)
         self._identity = LogIdentityWatch(self.nats, self.log, self._log_recreated)
         self._expiry = ExpiryWheel()
-        self.tokens = TokenVerifier(settings.jwt_secret)
+        self.auth = EdgeAuth(settings.auth, cors_origins=settings.cors_origins, retry_after=settings.retry_after)
         self._subjects = SubjectBatcher(self.acl)
         self.draining = False
         self.acl_reachable = False
@@ -82,6 +84,7 @@ class EdgeRuntime:
             loop.create_task(self._ping_forever()),
             loop.create_task(self._expiry.run()),
             loop.create_task(self._watch_acl()),
+            loop.create_task(self.auth.run()),
         ]
 
     @property
@@ -114,6 +117,7 @@ class EdgeRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.hub.close()
+        await self.auth.close()
         await self.acl.close()
         await self.log.close()
         await self.nats.close()
@@ -174,7 +178,8 @@ class EdgeRuntime:
                 resumed=requested is not None,
             )
             subjects = [user_subject(principal.user_id), *(org_subject(org) for org in subject.memberships)]
-            self._expiry.add(connection, principal.expires_at)
+            if math.isfinite(principal.expires_at):  # a session hook's `expires_at: null` never expires
+                self._expiry.add(connection, principal.expires_at)
         self.registry.add(connection)
         for name in subjects:
             self.hub.join(connection, name, after=start)
