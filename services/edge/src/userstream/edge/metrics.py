@@ -51,6 +51,31 @@ class EdgeCollector(Collector):
         yield GaugeMetricFamily(
             "userstream_edge_ready", "1 when NATS and acl are reachable and not draining.", runtime.ready
         )
+        yield from _auth_metrics(runtime)
+
+
+def _auth_metrics(runtime: EdgeRuntime) -> Iterator[Metric]:
+    jwks, hook = runtime.auth.jwks, runtime.auth.hook
+    if jwks is not None:
+        age = jwks.age()
+        yield GaugeMetricFamily(
+            "userstream_edge_jwks_age_seconds",
+            "Seconds since the key set (USERSTREAM_JWKS_URL) was last fetched; -1 while never.",
+            -1.0 if age is None else age,
+        )
+        yield CounterMetricFamily(
+            "userstream_edge_jwks_fetch_failures", "Fetches of the key set that failed.", jwks.failures
+        )
+    if hook is not None:
+        calls = CounterMetricFamily(
+            "userstream_edge_auth_hook_requests",
+            "Session-hook authentications, by how they were answered.",
+            labels=["answered_by"],
+        )
+        calls.add_metric(["call"], hook.calls)
+        calls.add_metric(["shared-call"], hook.shared)
+        calls.add_metric(["reused-answer"], hook.reused)
+        yield calls
 
 
 class EdgeMetrics:
