@@ -7,11 +7,11 @@ import time
 
 import pytest
 
+from userstream.auth.keys import secret_key
+from userstream.auth.verifier import TokenVerifier
 from userstream.cursor import Cursor
 from userstream.edge import sse
 from userstream.edge._timestamps import TimestampParser
-from userstream.auth.keys import secret_key
-from userstream.auth.verifier import TokenVerifier
 from userstream.edge.auth import find_token
 from userstream.edge.errors import BadRequestError, TooManyStreamsError, UnauthorizedError, UnavailableHTTPError
 from userstream.edge.registry import StreamRegistry
