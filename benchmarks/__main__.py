@@ -23,6 +23,10 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     ),
     "edge-resume": ("benchmarks.edge_resume", "edge replay rate to one resuming client (Last-Event-ID), events/s"),
     "edge-drain": ("benchmarks.edge_drain", "edge SIGTERM-to-exit time with 2,000 open streams"),
+    "auth-storm": (
+        "benchmarks.auth_storm",
+        "reconnect storm to a fresh edge with HS256 tokens, RS256 tokens from a JWKS, a session hook: streams/s",
+    ),
     "grpc-floor": ("benchmarks.grpc_floor", "grpcio's Python server per no-op call: aio, aio+uvloop, sync pools"),
     "acl": ("benchmarks.acl", "acl: GetSubject (latest, now) and CheckAccess calls/s, paced latency, CPU per call"),
 }

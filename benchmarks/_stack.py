@@ -252,10 +252,20 @@ class Backbone:
 EDGE_KINDS = ("userstream", "naive")
 
 
-def start_edge(kind: str, backbone: Backbone, cpus: str | None, workers: int = 1, tag: str = "") -> Service:
-    """``userstream edge`` or the naive edge on a free port, waiting until it serves streams."""
+def start_edge(
+    kind: str,
+    backbone: Backbone,
+    cpus: str | None,
+    workers: int = 1,
+    tag: str = "",
+    env: dict[str, str] | None = None,
+) -> Service:
+    """``userstream edge`` or the naive edge on a free port, waiting until it serves streams.
+
+    ``env``: more ``USERSTREAM_*`` settings of the edge (names without the prefix).
+    """
     port = free_port()
-    env = _env(NATS_URL=backbone.nats.url, ACL_ADDR=backbone.acl.address)
+    env = _env(NATS_URL=backbone.nats.url, ACL_ADDR=backbone.acl.address, **(env or {}))
     if kind == "userstream":
         command = [str(BIN / "userstream"), "edge", "--port", str(port), "--workers", str(workers)]
         probe = f"http://127.0.0.1:{port}/readyz"

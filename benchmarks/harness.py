@@ -194,19 +194,22 @@ class Harness:
             await self.publisher.close()
         await asyncio.to_thread(self.backbone.stop)
 
-    def start_edge(self, kind: str, workers: int = 1) -> Service:
+    def start_edge(self, kind: str, workers: int = 1, env: dict[str, str] | None = None) -> Service:
         cpus = self.edge_cpus
         if workers > 1 and cpus is not None:
             cpus = ",".join(str(cpu) for cpu in range(os.cpu_count() or 1))
-        return start_edge(kind, self.backbone, cpus, workers)
+        return start_edge(kind, self.backbone, cpus, workers, env=env)
 
     # -- clients -----------------------------------------------------------------------------------
 
     async def _all(self, cmd: str, **arguments: Any) -> list[dict[str, Any]]:
         return list(await asyncio.gather(*(loadgen.call(cmd, **arguments) for loadgen in self.loadgens)))
 
-    async def init_clients(self, count: int) -> None:
-        """Clients ``0..count-1``, split across the load generators."""
+    async def init_clients(self, count: int, auth: dict[str, str] | None = None) -> None:
+        """Clients ``0..count-1``, split across the load generators.
+
+        ``auth``: how they prove who they are (``benchmarks.loadgen.credentials``); HS256 tokens by default.
+        """
         if count > self.seeded_users:
             raise ValueError(f"only {self.seeded_users} users were seeded")
         step = len(self.loadgens)
@@ -220,6 +223,7 @@ class Harness:
                     start=index,
                     stop=count,
                     step=step,
+                    auth=auth,
                 )
                 for index, loadgen in enumerate(self.loadgens)
             )

@@ -17,6 +17,7 @@ from litestar import Request
 
 from userstream.auth.jwks import JwksCache
 from userstream.auth.verifier import TokenVerifier, VerificationUnavailableError
+from userstream.edge._hook_client import HookClient
 from userstream.edge.errors import UnauthorizedError, UnavailableHTTPError
 from userstream.edge.session_hook import FORWARDED_HEADERS, SessionHook
 from userstream.edge.settings import AuthSettings
@@ -54,10 +55,12 @@ class EdgeAuth:
             max_entries=settings.token_cache_entries,
         )
         self.hook: SessionHook | None = None
+        self._hook_client: HookClient | None = None
         if settings.hook_url:
+            self._hook_client = HookClient(settings.hook_url, max_idle=settings.hook_concurrency)
             self.hook = SessionHook(
                 settings.hook_url,
-                self._client(settings.hook_concurrency, settings.hook_timeout),
+                self._hook_client,
                 timeout=settings.hook_timeout,
                 concurrency=settings.hook_concurrency,
                 cache_ttl=settings.hook_cache_ttl,
@@ -75,6 +78,8 @@ class EdgeAuth:
             await self.jwks.run()
 
     async def close(self) -> None:
+        if self._hook_client is not None:
+            self._hook_client.close()
         await asyncio.gather(*(client.aclose() for client in self._clients))
 
     async def authenticate(self, request: Request[Any, Any, Any]) -> Principal:

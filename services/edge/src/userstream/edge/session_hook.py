@@ -21,11 +21,11 @@ import math
 import time
 from collections.abc import Callable
 
-import httpx
 import msgspec
 import structlog
 
 from userstream.auth.verifier import VerificationUnavailableError
+from userstream.edge._hook_client import HookClient, HookConnectionError, HookResponse
 from userstream.events.validation import is_valid_id
 from userstream.tokens import Principal, TokenError
 
@@ -48,7 +48,7 @@ class SessionHook:
     def __init__(
         self,
         url: str,
-        client: httpx.AsyncClient,
+        client: HookClient,
         *,
         timeout: float,
         concurrency: int,
@@ -103,21 +103,21 @@ class SessionHook:
         try:
             async with asyncio.timeout(self._timeout), self._slots:
                 self.calls += 1
-                response = await self._client.post(self.url, content=body, headers={"Content-Type": "application/json"})
+                response = await self._client.post(body)
         except TimeoutError:
             raise VerificationUnavailableError(f"the session hook did not answer within {self._timeout} s") from None
-        except httpx.HTTPError as error:
-            raise VerificationUnavailableError(f"the session hook cannot be reached ({type(error).__name__})") from None
+        except HookConnectionError as error:
+            raise VerificationUnavailableError(f"the session hook cannot be reached: {error}") from None
         return self._read(response)
 
-    def _read(self, response: httpx.Response) -> Principal:
-        status = response.status_code
-        if status in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+    def _read(self, response: HookResponse) -> Principal:
+        status = response.status
+        if status in (401, 403):
             raise TokenError("the application did not accept the session")
-        if status != httpx.codes.OK:
+        if status != 200:
             raise VerificationUnavailableError(f"the session hook answered {status}")
         try:
-            answer = _decode_answer(response.content)
+            answer = _decode_answer(response.body)
         except msgspec.DecodeError:
             raise VerificationUnavailableError(
                 'the session hook\'s answer is not {"user_id": ..., "expires_at": ...}'
