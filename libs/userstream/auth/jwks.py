@@ -16,6 +16,7 @@ would block it with urllib and forget its keys when the provider is down):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -169,9 +170,18 @@ class JwksCache:
                             raise JwksFetchError(f"the document is larger than {MAX_DOCUMENT_BYTES} bytes")
         except TimeoutError:
             raise JwksFetchError(f"no answer within {self._timeout} s") from None
-        except httpx.HTTPError as error:
+        except JwksFetchError:
+            raise
+        except Exception as error:  # httpx's errors, and anything a closing client raises: a failed fetch
             raise JwksFetchError(f"{type(error).__name__}: {error}") from None
         return parse_jwks(bytes(body))
+
+    async def close(self) -> None:
+        """Stop a fetch under way (before the HTTP client is closed under it)."""
+        if self._fetching is not None and not self._fetching.done():
+            self._fetching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._fetching
 
 
 def parse_jwks(body: bytes) -> list[VerificationKey]:

@@ -78,6 +78,8 @@ class EdgeAuth:
             await self.jwks.run()
 
     async def close(self) -> None:
+        if self.jwks is not None:
+            await self.jwks.close()
         if self._hook_client is not None:
             self._hook_client.close()
         await asyncio.gather(*(client.aclose() for client in self._clients))
