@@ -149,7 +149,7 @@ def test_auth_settings_need_a_key_and_name_what_is_wrong(tmp_path: Path) -> None
     with pytest.raises(SettingsError, match="USERSTREAM_AUTH_HOOK_URL"):
         AuthSettings.from_env(Env({"USERSTREAM_JWT_SECRET": "x" * 32, "USERSTREAM_AUTH_HOOK_URL": "localhost:8080"}))
     missing = tmp_path / "missing.pem"
-    with pytest.raises(SettingsError, match="missing.pem"):
+    with pytest.raises(SettingsError, match=r"missing\.pem"):
         AuthSettings.from_env(Env({"USERSTREAM_JWT_PUBLIC_KEYS": str(missing)}))
     settings = AuthSettings.from_env(
         Env({"USERSTREAM_JWKS_URL": "https://idp.example/jwks", "USERSTREAM_JWKS_REFRESH": "60"})
