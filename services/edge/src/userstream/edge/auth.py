@@ -8,7 +8,6 @@ VerificationUnavailableError → 503 with Retry-After.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,14 +34,16 @@ class EdgeAuth:
         self.settings = settings
         self._cors_origins = frozenset(cors_origins)
         self._retry_after = retry_after
-        self._clients: list[httpx.AsyncClient] = []
+        self._jwks_client: httpx.AsyncClient | None = None
         self.jwks: JwksCache | None = None
         if settings.jwks_url:
-            # Redirects are not followed and nothing a token says (jku, x5u) is ever fetched.
-            client = self._client(_JWKS_CONNECTIONS, settings.jwks_timeout)
+            # Redirects are not followed and nothing a token says (jku, x5u) is ever fetched. The usual
+            # HTTPS_PROXY / SSL_CERT_FILE variables apply, as for any egress of the process.
+            limits = httpx.Limits(max_connections=_JWKS_CONNECTIONS, max_keepalive_connections=_JWKS_CONNECTIONS)
+            self._jwks_client = httpx.AsyncClient(limits=limits, timeout=settings.jwks_timeout, follow_redirects=False)
             self.jwks = JwksCache(
                 settings.jwks_url,
-                client,
+                self._jwks_client,
                 refresh=settings.jwks_refresh,
                 min_refetch=settings.jwks_min_refetch,
                 timeout=settings.jwks_timeout,
@@ -66,12 +67,6 @@ class EdgeAuth:
                 cache_ttl=settings.hook_cache_ttl,
             )
 
-    def _client(self, connections: int, timeout: float) -> httpx.AsyncClient:
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        client = httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False, trust_env=False)
-        self._clients.append(client)
-        return client
-
     async def run(self) -> None:
         """Fetch the key set at start and keep it fresh (returns at once without a JWKS URL)."""
         if self.jwks is not None:
@@ -82,7 +77,8 @@ class EdgeAuth:
             await self.jwks.close()
         if self._hook_client is not None:
             self._hook_client.close()
-        await asyncio.gather(*(client.aclose() for client in self._clients))
+        if self._jwks_client is not None:
+            await self._jwks_client.aclose()
 
     async def authenticate(self, request: Request[Any, Any, Any]) -> Principal:
         """The verified principal, by precedence: Authorization header, cookie, query, then the session hook."""
