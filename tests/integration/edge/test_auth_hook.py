@@ -1,10 +1,13 @@
-"""CONTRACT §6, the session hook, with a real hook server: every answer, timeouts, bypass, expiry, storms, origins."""
+"""CONTRACT §6, the session hook, with a real hook server: every answer, timeouts, bypass, expiry, storms, origins,
+and the worker's pooled HTTP client against a raw server: kept-alive connections, closed ones, answers that are not
+HTTP or too long."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -13,6 +16,7 @@ from tests.integration.edge.conftest import StackFactory
 from tests.support.auth import FixtureServer, HookAnswers, session_of
 from tests.support.sse import SSEStream, open_stream, request, request_error
 from tests.support.stack import Stack
+from userstream.edge.session_hook import MAX_ANSWER_BYTES
 
 pytestmark = pytest.mark.integration
 
@@ -189,3 +193,103 @@ async def test_cross_origin_sessions_only_from_allowed_origins(make_stack: Stack
         assert (await _status(stack, {**BROWSER, "Origin": same_origin}))[0] == 200
     finally:
         await hook.stop()
+
+
+# -- the pooled client against a raw HTTP/1.1 server --------------------------------------------------------
+
+ALICE = b'{"user_id": "alice", "expires_at": null}'
+OK_ALICE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(ALICE), ALICE)
+
+
+class RawHook:
+    """Answers each request with ``answer(index)`` bytes, closing the connection after it when ``close_after`` says
+    so (without `Connection: close`, as a server's idle timeout does); counts connections and requests."""
+
+    def __init__(self, answer: Callable[[int], bytes], close_after: Callable[[int], bool]) -> None:
+        self.answer, self.close_after = answer, close_after
+        self.requests = 0
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+                await reader.readexactly(length)
+                index, self.requests = self.requests, self.requests + 1
+                writer.write(self.answer(index))
+                await writer.drain()
+                if self.close_after(index):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/hook?x=1"
+
+
+@pytest.fixture
+async def raw_hook() -> AsyncIterator[Callable[..., Any]]:
+    servers: list[asyncio.Server] = []
+
+    async def start(answer: Callable[[int], bytes], close_after: Callable[[int], bool] = lambda _: False) -> RawHook:
+        raw = RawHook(answer, close_after)
+        raw.server = await asyncio.start_server(raw.serve, "127.0.0.1", 0)
+        servers.append(raw.server)
+        return raw
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+async def test_calls_in_turn_share_one_kept_alive_connection(make_stack: StackFactory, raw_hook: Any) -> None:
+    hook = await raw_hook(lambda _: OK_ALICE)
+    stack = await make_stack(edge_env={"AUTH_HOOK_URL": hook.url, "AUTH_HOOK_CACHE_TTL": "0"})
+    for _ in range(5):
+        assert (await _status(stack, BROWSER))[0] == 200
+    assert hook.requests == 5
+    assert hook.connections == 1
+
+
+async def test_connections_the_hook_closes_after_each_answer_are_replaced(
+    make_stack: StackFactory, raw_hook: Any
+) -> None:
+    hook = await raw_hook(lambda _: OK_ALICE, close_after=lambda _: True)
+    stack = await make_stack(edge_env={"AUTH_HOOK_URL": hook.url, "AUTH_HOOK_CACHE_TTL": "0"})
+    for _ in range(3):
+        assert (await _status(stack, BROWSER))[0] == 200
+    assert hook.requests == 3
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"garbage, not HTTP\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + ALICE,
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (MAX_ANSWER_BYTES + 1) + b" " * MAX_ANSWER_BYTES + ALICE,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n%s\r\n" % (MAX_ANSWER_BYTES, b" " * MAX_ANSWER_BYTES)
+        + b"%x\r\n%s\r\n0\r\n\r\n" % (len(ALICE), ALICE),
+    ],
+    ids=["not-http", "truncated", "too-long", "too-long-chunked"],
+)
+async def test_an_answer_that_is_not_complete_http_or_too_long_is_503(
+    make_stack: StackFactory, raw_hook: Any, answer: bytes
+) -> None:
+    hook = await raw_hook(lambda _: answer, close_after=lambda _: True)
+    stack = await make_stack(edge_env={"AUTH_HOOK_URL": hook.url})
+    status, headers, payload = await _status(stack, BROWSER)
+    assert status == 503, payload
+    assert headers.get("retry-after", "").isdigit()
+    assert json.loads(payload)["error"]["code"] == "unavailable"

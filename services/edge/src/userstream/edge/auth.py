@@ -16,7 +16,6 @@ from litestar import Request
 
 from userstream.auth.jwks import JwksCache
 from userstream.auth.verifier import TokenVerifier, VerificationUnavailableError
-from userstream.edge._hook_client import HookClient
 from userstream.edge.errors import UnauthorizedError, UnavailableHTTPError
 from userstream.edge.session_hook import FORWARDED_HEADERS, SessionHook
 from userstream.edge.settings import AuthSettings
@@ -25,6 +24,9 @@ from userstream.tokens import Principal, TokenError
 COOKIE_NAME = "userstream_token"
 QUERY_PARAMETER = "access_token"
 _JWKS_CONNECTIONS = 2
+# Seconds an idle pooled connection is kept: under the 5 s idle timeout of common application servers
+# (uvicorn, Node), so the edge drops a connection before the server does rather than racing it.
+_KEEPALIVE_EXPIRY = 4.0
 
 
 class EdgeAuth:
@@ -34,16 +36,29 @@ class EdgeAuth:
         self.settings = settings
         self._cors_origins = frozenset(cors_origins)
         self._retry_after = retry_after
-        self._jwks_client: httpx.AsyncClient | None = None
+        # One pooled client per worker for all of its HTTP egress (the JWKS and the hook). Its pool holds a
+        # connection for each hook call the semaphore lets through plus the JWKS's, so a key refresh never
+        # queues behind a storm of hook calls. Redirects are not followed, and nothing a token says (jku, x5u)
+        # is ever fetched. The usual HTTPS_PROXY / NO_PROXY / SSL_CERT_FILE variables apply, as for any egress
+        # of the process (a hook inside the cluster behind a proxy for the outside belongs in NO_PROXY).
+        self._client: httpx.AsyncClient | None = None
+        connections = (_JWKS_CONNECTIONS if settings.jwks_url else 0) + (
+            settings.hook_concurrency if settings.hook_url else 0
+        )
+        if connections:
+            limits = httpx.Limits(
+                max_connections=connections,
+                max_keepalive_connections=connections,
+                keepalive_expiry=_KEEPALIVE_EXPIRY,
+            )
+            timeout = max(settings.jwks_timeout, settings.hook_timeout)
+            self._client = httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
         self.jwks: JwksCache | None = None
         if settings.jwks_url:
-            # Redirects are not followed and nothing a token says (jku, x5u) is ever fetched. The usual
-            # HTTPS_PROXY / SSL_CERT_FILE variables apply, as for any egress of the process.
-            limits = httpx.Limits(max_connections=_JWKS_CONNECTIONS, max_keepalive_connections=_JWKS_CONNECTIONS)
-            self._jwks_client = httpx.AsyncClient(limits=limits, timeout=settings.jwks_timeout, follow_redirects=False)
+            assert self._client is not None
             self.jwks = JwksCache(
                 settings.jwks_url,
-                self._jwks_client,
+                self._client,
                 refresh=settings.jwks_refresh,
                 min_refetch=settings.jwks_min_refetch,
                 timeout=settings.jwks_timeout,
@@ -56,12 +71,11 @@ class EdgeAuth:
             max_entries=settings.token_cache_entries,
         )
         self.hook: SessionHook | None = None
-        self._hook_client: HookClient | None = None
         if settings.hook_url:
-            self._hook_client = HookClient(settings.hook_url, max_idle=settings.hook_concurrency)
+            assert self._client is not None
             self.hook = SessionHook(
                 settings.hook_url,
-                self._hook_client,
+                self._client,
                 timeout=settings.hook_timeout,
                 concurrency=settings.hook_concurrency,
                 cache_ttl=settings.hook_cache_ttl,
@@ -75,10 +89,8 @@ class EdgeAuth:
     async def close(self) -> None:
         if self.jwks is not None:
             await self.jwks.close()
-        if self._hook_client is not None:
-            self._hook_client.close()
-        if self._jwks_client is not None:
-            await self._jwks_client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     async def authenticate(self, request: Request[Any, Any, Any]) -> Principal:
         """The verified principal, by precedence: Authorization header, cookie, query, then the session hook."""

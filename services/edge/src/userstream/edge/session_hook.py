@@ -21,11 +21,11 @@ import math
 import time
 from collections.abc import Callable
 
+import httpx
 import msgspec
 import structlog
 
 from userstream.auth.verifier import VerificationUnavailableError
-from userstream.edge._hook_client import HookClient, HookConnectionError, HookResponse
 from userstream.events.validation import is_valid_id
 from userstream.tokens import Principal, TokenError
 
@@ -34,6 +34,9 @@ log = structlog.get_logger("userstream.edge")
 # The request headers the hook receives (lower-case), and nothing else.
 FORWARDED_HEADERS = ("cookie", "origin", "user-agent", "x-forwarded-for")
 MAX_CACHED = 50_000
+# An answer is a user id and a time: anything longer is not one, and is not read into memory.
+MAX_ANSWER_BYTES = 65_536
+_REQUEST_HEADERS = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "userstream-edge"}
 
 
 class HookAnswer(msgspec.Struct):
@@ -48,7 +51,7 @@ class SessionHook:
     def __init__(
         self,
         url: str,
-        client: HookClient,
+        client: httpx.AsyncClient,
         *,
         timeout: float,
         concurrency: int,
@@ -103,21 +106,38 @@ class SessionHook:
         try:
             async with asyncio.timeout(self._timeout), self._slots:
                 self.calls += 1
-                response = await self._client.post(body)
+                status, content = await self._post(body)
         except TimeoutError:
             raise VerificationUnavailableError(f"the session hook did not answer within {self._timeout} s") from None
-        except HookConnectionError as error:
-            raise VerificationUnavailableError(f"the session hook cannot be reached: {error}") from None
-        return self._read(response)
+        except httpx.HTTPError as error:
+            raise VerificationUnavailableError(f"the session hook cannot be reached ({type(error).__name__})") from None
+        return self._read(status, content)
 
-    def _read(self, response: HookResponse) -> Principal:
-        status = response.status
-        if status in (401, 403):
-            raise TokenError("the application did not accept the session")
-        if status != 200:
-            raise VerificationUnavailableError(f"the session hook answered {status}")
+    async def _post(self, body: bytes) -> tuple[int, bytes | None]:
+        """The status and the answer's bytes (None: longer than MAX_ANSWER_BYTES, left unread)."""
+        request = self._client.build_request(
+            "POST", self.url, content=body, headers=_REQUEST_HEADERS, timeout=self._timeout
+        )
+        response = await self._client.send(request, stream=True)
         try:
-            answer = _decode_answer(response.body)
+            content = bytearray()
+            async for chunk in response.aiter_bytes():
+                content += chunk
+                if len(content) > MAX_ANSWER_BYTES:
+                    return response.status_code, None
+            return response.status_code, bytes(content)
+        finally:
+            await response.aclose()
+
+    def _read(self, status: int, content: bytes | None) -> Principal:
+        if status in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+            raise TokenError("the application did not accept the session")
+        if status != httpx.codes.OK:
+            raise VerificationUnavailableError(f"the session hook answered {status}")
+        if content is None:
+            raise VerificationUnavailableError(f"the session hook's answer is over {MAX_ANSWER_BYTES} bytes")
+        try:
+            answer = _decode_answer(content)
         except msgspec.DecodeError:
             raise VerificationUnavailableError(
                 'the session hook\'s answer is not {"user_id": ..., "expires_at": ...}'
