@@ -27,6 +27,10 @@ SCENARIOS: dict[str, tuple[str, str]] = {
         "edge memory and loop responsiveness while one client resumes over a long backlog (issue 19)",
     ),
     "edge-drain": ("benchmarks.edge_drain", "edge SIGTERM-to-exit time with 2,000 open streams"),
+    "auth-storm": (
+        "benchmarks.auth_storm",
+        "reconnect storm to a fresh edge with HS256 tokens, RS256 tokens from a JWKS, a session hook: streams/s",
+    ),
     "grpc-floor": ("benchmarks.grpc_floor", "grpcio's Python server per no-op call: aio, aio+uvloop, sync pools"),
     "outbox": (
         "benchmarks.outbox",

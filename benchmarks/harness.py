@@ -195,20 +195,29 @@ class Harness:
         await asyncio.to_thread(self.backbone.stop)
 
     def start_edge(
-        self, kind: str, workers: int = 1, *, tag: str = "", extra_env: dict[str, str] | None = None
+        self,
+        kind: str,
+        workers: int = 1,
+        *,
+        tag: str = "",
+        env: dict[str, str] | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> Service:
         cpus = self.edge_cpus
         if workers > 1 and cpus is not None:
             cpus = ",".join(str(cpu) for cpu in range(os.cpu_count() or 1))
-        return start_edge(kind, self.backbone, cpus, workers, tag=tag, extra_env=extra_env)
+        return start_edge(kind, self.backbone, cpus, workers, tag=tag, settings=env, extra_env=extra_env)
 
     # -- clients -----------------------------------------------------------------------------------
 
     async def _all(self, cmd: str, **arguments: Any) -> list[dict[str, Any]]:
         return list(await asyncio.gather(*(loadgen.call(cmd, **arguments) for loadgen in self.loadgens)))
 
-    async def init_clients(self, count: int) -> None:
-        """Clients ``0..count-1``, split across the load generators."""
+    async def init_clients(self, count: int, auth: dict[str, str] | None = None) -> None:
+        """Clients ``0..count-1``, split across the load generators.
+
+        ``auth``: how they prove who they are (``benchmarks.loadgen.credentials``); HS256 tokens by default.
+        """
         if count > self.seeded_users:
             raise ValueError(f"only {self.seeded_users} users were seeded")
         step = len(self.loadgens)
@@ -222,6 +231,7 @@ class Harness:
                     start=index,
                     stop=count,
                     step=step,
+                    auth=auth,
                 )
                 for index, loadgen in enumerate(self.loadgens)
             )

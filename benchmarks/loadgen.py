@@ -23,9 +23,11 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import uvloop
+from cryptography.hazmat.primitives import serialization
 
 from benchmarks._client import Session, StreamClient
 from benchmarks._population import Population
@@ -54,14 +56,22 @@ class LoadGenerator:
     # -- commands -----------------------------------------------------------------------------------
 
     def init(
-        self, secret: str, organizations: int, orgs_per_user: int, start: int, stop: int, step: int = 1
+        self,
+        secret: str,
+        organizations: int,
+        orgs_per_user: int,
+        start: int,
+        stop: int,
+        step: int = 1,
+        auth: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         population = Population(organizations, orgs_per_user)
         self.clients = []
         self.tokens = []
+        credential = credentials(auth or {"kind": "hs256", "secret": secret})
         for index in range(start, stop, step):
             user = population.user(index)
-            self.tokens.append(issue_token(user, secret, _TOKEN_TTL))
+            self.tokens.append(credential(user))
             self.clients.append(StreamClient(self.session, frozenset(population.orgs_of(index)), b""))
         return {"clients": len(self.clients)}
 
@@ -185,12 +195,32 @@ class LoadGenerator:
         return {"open": sum(1 for c in self.clients if not c.ended and c.status is not None)}
 
 
-def _request(host: str, port: int, path: str, token: str, cursor: str | None) -> bytes:
+def credentials(auth: dict[str, str]) -> Callable[[str], str]:
+    """The header line a user's client sends to prove who it is.
+
+    ``{"kind": "hs256", "secret"}``: an HS256 token; ``{"kind": "rs256", "key_pem", "kid"}``: an RS256
+    token signed with that private key (the edge finds its public key in a JWKS); ``{"kind": "cookie"}``:
+    a session cookie ``session=<user>`` and no token (the edge asks its session hook).
+    """
+    kind = auth["kind"]
+    if kind == "hs256":
+        return lambda user: f"Authorization: Bearer {issue_token(user, auth['secret'], _TOKEN_TTL)}"
+    if kind == "rs256":
+        key = serialization.load_pem_private_key(auth["key_pem"].encode(), password=None)
+        return lambda user: (
+            "Authorization: Bearer " + issue_token(user, key, _TOKEN_TTL, algorithm="RS256", kid=auth["kid"])
+        )
+    if kind == "cookie":
+        return lambda user: f"Cookie: session={user}"
+    raise ValueError(f"unknown credentials {kind!r}")
+
+
+def _request(host: str, port: int, path: str, credential: str, cursor: str | None) -> bytes:
     lines = [
         f"GET {path} HTTP/1.1",
         f"Host: {host}:{port}",
         "Accept: text/event-stream",
-        f"Authorization: Bearer {token}",
+        credential,
     ]
     if cursor is not None:
         lines.append(f"Last-Event-ID: {cursor}")

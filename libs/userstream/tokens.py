@@ -1,10 +1,14 @@
-"""Stream tokens: HS256 JWTs whose ``sub`` is the user id (CONTRACT §5)."""
+"""Stream tokens: JWTs whose ``sub`` is the user id (CONTRACT §5).
+
+Issuing, and the plain HS256 check; the edge verifies with every configured
+key source through ``userstream.auth.verifier.TokenVerifier``.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 
@@ -27,12 +31,27 @@ class Principal:
     expires_at: float  # Unix seconds
 
 
-def issue_token(user_id: str, secret: str, ttl: float, now: float | None = None) -> str:
-    """A token for ``user_id`` valid for ``ttl`` seconds."""
+def issue_token(
+    user_id: str,
+    key: Any,
+    ttl: float,
+    now: float | None = None,
+    *,
+    algorithm: str = "HS256",
+    kid: str | None = None,
+    issuer: str | None = None,
+    audience: str | None = None,
+) -> str:
+    """A token for ``user_id`` valid for ``ttl`` seconds, signed with ``key`` (an HS256 secret by default)."""
     if not is_valid_id(user_id):
         raise TokenError("the user id must match [A-Za-z0-9_-]{1,128}")
     issued = time.time() if now is None else now
-    return jwt.encode({"sub": user_id, "iat": int(issued), "exp": int(issued + ttl)}, secret, algorithm="HS256")
+    claims: dict[str, Any] = {"sub": user_id, "iat": int(issued), "exp": int(issued + ttl)}
+    if issuer is not None:
+        claims["iss"] = issuer
+    if audience is not None:
+        claims["aud"] = audience
+    return jwt.encode(claims, key, algorithm=algorithm, headers={"kid": kid} if kid else None)
 
 
 def verify_token(token: str, secret: str) -> Principal:
@@ -47,30 +66,3 @@ def verify_token(token: str, secret: str) -> Principal:
     if not isinstance(subject, str) or not is_valid_id(subject):
         raise TokenError("the token's `sub` is not a valid user id")
     return Principal(user_id=subject, expires_at=float(claims["exp"]))
-
-
-class TokenVerifier:
-    """``verify_token`` with a bounded cache of tokens already verified.
-
-    A reconnect storm presents the same tokens again and again; checking an
-    HS256 signature with PyJWT costs ~130 µs, a lookup nothing. Only tokens that
-    passed every check are cached, and each use still checks ``exp``.
-    """
-
-    def __init__(self, secret: str, max_entries: int = 50_000, clock: Callable[[], float] = time.time) -> None:
-        self._secret = secret
-        self._max_entries = max_entries
-        self._clock = clock
-        self._verified: dict[str, Principal] = {}
-
-    def verify(self, token: str) -> Principal:
-        principal = self._verified.get(token)
-        if principal is None:
-            principal = verify_token(token, self._secret)
-            if len(self._verified) >= self._max_entries:
-                del self._verified[next(iter(self._verified))]  # the oldest entry
-            self._verified[token] = principal
-        elif principal.expires_at <= self._clock():
-            del self._verified[token]
-            raise TokenExpiredError("the token has expired")
-        return principal

@@ -124,3 +124,20 @@ async def test_a_reload_resumes_from_the_persisted_cursor_and_a_stale_one_refetc
     await expect(page.locator("#events li.note")).to_contain_text("must refetch (cursor-unknown)")
     live = page_change(dev, "acme", "acme-roadmap")
     await shows(page, live)
+
+
+async def test_the_demo_page_streams_with_a_cookie_instead_of_a_token_in_the_url(
+    context: BrowserContext, dev: DevRun
+) -> None:
+    page = await context.new_page()
+    stream_urls: list[str] = []
+    page.on("request", lambda request: stream_urls.append(request.url) if "/me/stream" in request.url else None)
+    await page.goto(f"{dev.edge_url}/?user=erin&auth=cookie")
+    await expect(page.locator("#status")).to_have_text("live", timeout=15_000)
+    marker = dev_api(dev, "POST", "/dev/memberships", {"userId": "erin", "organizationId": "acme", "role": "member"})
+    await shows(page, str(marker["cursor"]))
+    assert stream_urls
+    assert all("access_token" not in url for url in stream_urls), stream_urls
+    cookies = {cookie["name"] for cookie in await context.cookies()}
+    assert "userstream_token" in cookies
+    await page.close()

@@ -135,3 +135,23 @@ def test_bad_policy_file_names_the_file(tmp_path: Path) -> None:
 def test_env_reads_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("USERSTREAM_STREAM_REPLICAS", "2")
     assert LogStreamSettings.from_env(Env()).replicas == 2
+
+
+def test_auth_settings_need_a_key_and_name_what_is_wrong(tmp_path: Path) -> None:
+    from userstream.edge.settings import AuthSettings
+
+    with pytest.raises(SettingsError, match="USERSTREAM_JWKS_URL"):
+        AuthSettings.from_env(Env({}))
+    with pytest.raises(SettingsError, match="USERSTREAM_JWT_PREVIOUS_SECRET"):
+        AuthSettings.from_env(Env({"USERSTREAM_JWT_PREVIOUS_SECRET": "x" * 32, "USERSTREAM_JWKS_URL": "http://idp/"}))
+    with pytest.raises(SettingsError, match="USERSTREAM_JWKS_URL"):
+        AuthSettings.from_env(Env({"USERSTREAM_JWKS_URL": "file:///etc/jwks.json"}))
+    with pytest.raises(SettingsError, match="USERSTREAM_AUTH_HOOK_URL"):
+        AuthSettings.from_env(Env({"USERSTREAM_JWT_SECRET": "x" * 32, "USERSTREAM_AUTH_HOOK_URL": "localhost:8080"}))
+    missing = tmp_path / "missing.pem"
+    with pytest.raises(SettingsError, match=r"missing\.pem"):
+        AuthSettings.from_env(Env({"USERSTREAM_JWT_PUBLIC_KEYS": str(missing)}))
+    settings = AuthSettings.from_env(
+        Env({"USERSTREAM_JWKS_URL": "https://idp.example/jwks", "USERSTREAM_JWKS_REFRESH": "60"})
+    )
+    assert (settings.jwks_url, settings.jwks_refresh, settings.hook_timeout) == ("https://idp.example/jwks", 60.0, 2.0)

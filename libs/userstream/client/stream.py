@@ -12,6 +12,9 @@ What it does for the caller (CONTRACT §5):
 - reconnects with exponential backoff and jitter, or when the server says
   (``retry:`` on ``close``, ``Retry-After`` on 503);
 - on ``close`` (``token-expired``) and on 401 asks ``refresh_token`` for a new token;
+  with no token at all (``token=None``: the edge's session hook authenticates the
+  client's cookies, e.g. ``http=httpx.AsyncClient(cookies=...)``) a
+  ``token-expired`` close simply reconnects, and a 401 ends the stream;
 - on ``must-refetch`` yields ``MustRefetch``, awaits ``on_must_refetch`` (reload
   your state there), clears the attached cache, and restarts at ``now``;
 - skips the echoes of writes that carried ``source_id``, if given, and keeps
@@ -67,7 +70,7 @@ class UserStream:
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | None,
         *,
         offset: str = NOW,
         refresh_token: TokenRefresher | None = None,
@@ -165,7 +168,9 @@ class UserStream:
 
     async def _connection(self) -> AsyncIterator[StreamEvent]:
         """One HTTP connection: its events until it ends, then _Reconnect (or a fatal StreamError)."""
-        headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {self._token}"}
+        headers = {"Accept": "text/event-stream"}
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token}"
         params = {}
         if self.cursor is None:
             params["offset"] = NOW
@@ -214,6 +219,9 @@ class UserStream:
         elif isinstance(event, Closed):
             yield event
             if event.reason == _TOKEN_EXPIRED:
+                if self._token is None and self._refresh_token is None:
+                    # A session (cookies, the edge's session hook): the next connection asks the application again.
+                    raise _Reconnect("token-expired (session)", delay=0.0)
                 if self._refresh_token is None:
                     self.state = State.CLOSED
                     raise AuthenticationError("the token expired and no refresh_token callback was given", 401)

@@ -6,12 +6,15 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from tests.integration.client.conftest import FAST, RestartableStack
-from tests.support.stack import SECRET
+from tests.support.auth import FixtureServer, HookAnswers
+from tests.support.stack import SECRET, start_stack
 from userstream.client import Change, Closed, LocalCache, MustRefetch, Offset, StreamEvent, UserStream
 from userstream.cursor import parse_cursor
+from userstream.embedded_nats import NatsServerProcess
 from userstream.tokens import issue_token
 
 pytestmark = pytest.mark.integration
@@ -182,3 +185,39 @@ async def test_close_from_another_task_ends_the_iteration(stack: RestartableStac
     await stream.close()
     await asyncio.wait_for(task, 5)
     assert isinstance(received[0], Offset)
+
+
+async def test_a_session_without_a_token_reconnects_when_it_expires(
+    nats_server: NatsServerProcess, collectors: list[Collector]
+) -> None:
+    sessions: list[float] = []
+
+    def answer(headers: dict[str, str]) -> tuple[int, object]:
+        if "session=s-dave" not in headers.get("cookie", ""):
+            return 401, {}
+        sessions.append(time.time())
+        return 200, {"user_id": "dave", "expires_at": time.time() + 1.5}
+
+    hook = await FixtureServer(HookAnswers(answer)).start()
+    edge_env = {"AUTH_HOOK_URL": hook.url, "AUTH_HOOK_CACHE_TTL": "0", "RETRY_MS": "50"}
+    running = await start_stack(nats_server.url, edge_env=edge_env)
+    try:
+        await running.acl.grant_membership("dave", "initech", "member")
+        http = httpx.AsyncClient(cookies={"session": "s-dave"}, timeout=httpx.Timeout(5.0, read=10.0))
+        stream = UserStream(running.base_url, None, reconnect=FAST, http=http)
+        collector = Collector(stream)
+        collectors.append(collector)
+        await collector.offsets(1)
+        first = await running.page("initech", "one")
+        await collector.until(lambda c: any(isinstance(e, Closed) and e.reason == "token-expired" for e in c.events))
+        missed = await running.page("initech", "two")
+        await collector.offsets(2)
+        last = await running.page("initech", "three")
+        await collector.cursors(last)
+        assert [change.cursor for change in collector.changes] == [first, missed, last]
+        assert len(sessions) >= 2
+        await collector.close()
+        await http.aclose()
+    finally:
+        await running.stop()
+        await hook.stop()

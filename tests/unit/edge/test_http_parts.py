@@ -7,17 +7,19 @@ import time
 
 import pytest
 
+from userstream.auth.keys import secret_key
+from userstream.auth.verifier import TokenVerifier
 from userstream.cursor import Cursor
 from userstream.edge import sse
 from userstream.edge._timestamps import TimestampParser
-from userstream.edge.auth import authenticate
+from userstream.edge.auth import find_token
 from userstream.edge.errors import BadRequestError, TooManyStreamsError, UnauthorizedError, UnavailableHTTPError
 from userstream.edge.registry import StreamRegistry
 from userstream.edge.routes import _parse_start
-from userstream.tokens import TokenVerifier, issue_token
+from userstream.tokens import issue_token
 
 SECRET = "unit-test-secret-long-enough-for-hs256"
-VERIFIER = TokenVerifier(SECRET)
+VERIFIER = TokenVerifier([secret_key(SECRET, "test")])
 
 
 @pytest.mark.parametrize(
@@ -41,25 +43,29 @@ def test_malformed_start_positions_are_bad_requests(text: str) -> None:
 
 
 def test_token_precedence_header_then_cookie_then_query() -> None:
-    alice, bob, carol = (issue_token(user, SECRET, 60) for user in ("alice", "bob", "carol"))
-    assert authenticate(f"Bearer {alice}", bob, carol, VERIFIER).user_id == "alice"
-    assert authenticate(None, bob, carol, VERIFIER).user_id == "bob"
-    assert authenticate(None, None, carol, VERIFIER).user_id == "carol"
-    assert authenticate(f"bearer  {alice} ", None, None, VERIFIER).user_id == "alice"
+    assert find_token("Bearer a", "b", "c") == "a"
+    assert find_token(None, "b", "c") == "b"
+    assert find_token(None, None, "c") == "c"
+    assert find_token("bearer  a ", None, None) == "a"
+
+
+@pytest.mark.parametrize(("authorization", "cookie", "query"), [(None, None, None), ("", "", "")])
+def test_no_token_at_all(authorization: str | None, cookie: str | None, query: str | None) -> None:
+    assert find_token(authorization, cookie, query) is None  # the session hook's case, or 401 without one
 
 
 @pytest.mark.parametrize(
     ("authorization", "cookie", "query"),
-    [(None, None, None), ("", "", ""), ("Basic abc", None, None), ("Bearer", None, None), ("Token x", "c", "q")],
+    [("Basic abc", None, None), ("Bearer", None, None), ("Token x", "c", "q")],
 )
-def test_missing_or_malformed_credentials(authorization: str | None, cookie: str | None, query: str | None) -> None:
+def test_malformed_authorization(authorization: str | None, cookie: str | None, query: str | None) -> None:
     with pytest.raises(UnauthorizedError):
-        authenticate(authorization, cookie, query, VERIFIER)
+        find_token(authorization, cookie, query)
 
 
-def test_expiry_is_reported_in_the_principal() -> None:
+async def test_expiry_is_reported_in_the_principal() -> None:
     now = time.time()
-    principal = authenticate(f"Bearer {issue_token('alice', SECRET, 120, now=now)}", None, None, VERIFIER)
+    principal = await VERIFIER.verify(issue_token("alice", SECRET, 120, now=now))
     assert principal.expires_at == int(now + 120)
 
 

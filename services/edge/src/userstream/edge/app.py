@@ -66,7 +66,8 @@ def create_app(settings: EdgeSettings, *, owns_process: bool = True) -> Transpor
         # Only the dev stack sets this (see DevToolsSettings); the import keeps the dev API out of production.
         from userstream.edge.devtools import mount_devtools  # noqa: PLC0415
 
-        devtools = mount_devtools(settings.devtools, settings.jwt_secret, settings.grpc_token)
+        assert settings.auth.secret is not None, "the dev stack always signs with a secret"
+        devtools = mount_devtools(settings.devtools, settings.auth.secret, settings.grpc_token)
         extra_routes.append(devtools.router)
         lifespans.append(devtools.lifespan)
 

@@ -53,6 +53,12 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "userstream_edge_auth_failures": ("Stream requests refused 401, by reason.", ("reason",)),
     "userstream_edge_nats_reconnects": ("Times the worker's NATS client reconnected.", ()),
+    # Only with USERSTREAM_JWKS_URL / USERSTREAM_AUTH_HOOK_URL set.
+    "userstream_edge_jwks_fetch_failures": ("Fetches of the key set that failed.", ()),
+    "userstream_edge_auth_hook_requests": (
+        "Session-hook authentications, by how they were answered.",
+        ("answered_by",),
+    ),
 }
 # name → (help, how the values of several workers combine)
 GAUGES: dict[str, tuple[str, GaugeMode]] = {
@@ -64,6 +70,11 @@ GAUGES: dict[str, tuple[str, GaugeMode]] = {
         "livemax",
     ),
     "userstream_edge_ready": ("1 when NATS and acl are reachable and not draining.", "livemin"),
+    # Only with USERSTREAM_JWKS_URL set; several workers: the stalest.
+    "userstream_edge_jwks_age_seconds": (
+        "Seconds since the key set (USERSTREAM_JWKS_URL) was last fetched; -1 while never.",
+        "livemax",
+    ),
 }
 Values = dict[str, dict[tuple[str, ...], float]]
 
@@ -87,7 +98,25 @@ def read_values(runtime: EdgeRuntime, now: float) -> Values:
         "userstream_edge_channels": {(): len(runtime.hub.channels)},
         "userstream_edge_oldest_undelivered_seconds": {(): max(0.0, now - min(oldest)) if oldest else 0.0},
         "userstream_edge_ready": {(): float(runtime.ready)},
+        **_auth_values(runtime),
     }
+
+
+def _auth_values(runtime: EdgeRuntime) -> Values:
+    """The key set's and the session hook's figures, when they are configured."""
+    values: Values = {}
+    jwks, hook = runtime.auth.jwks, runtime.auth.hook
+    if jwks is not None:
+        age = jwks.age()
+        values["userstream_edge_jwks_age_seconds"] = {(): -1.0 if age is None else age}
+        values["userstream_edge_jwks_fetch_failures"] = {(): jwks.failures}
+    if hook is not None:
+        values["userstream_edge_auth_hook_requests"] = {
+            ("call",): hook.calls,
+            ("shared-call",): hook.shared,
+            ("reused-answer",): hook.reused,
+        }
+    return values
 
 
 class EdgeCollector(Collector):
@@ -99,12 +128,14 @@ class EdgeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         values = read_values(self._runtime, time.time())
         for name, (documentation, labels) in COUNTERS.items():
-            counter = CounterMetricFamily(name, documentation, labels=list(labels))
-            for label_values, value in values[name].items():
-                counter.add_metric(list(label_values), value)
-            yield counter
+            if name in values:
+                counter = CounterMetricFamily(name, documentation, labels=list(labels))
+                for label_values, value in values[name].items():
+                    counter.add_metric(list(label_values), value)
+                yield counter
         for name, (documentation, _) in GAUGES.items():
-            yield GaugeMetricFamily(name, documentation, values[name][()])
+            if name in values:
+                yield GaugeMetricFamily(name, documentation, values[name][()])
 
 
 class EdgeMetrics:
@@ -165,12 +196,13 @@ class EdgeMetrics:
         values = read_values(self._runtime, time.time())
         for name, counter in self._counters.items():
             synced = self._synced.get(name, {})
-            for label_values, value in values[name].items():
+            for label_values, value in values.get(name, {}).items():
                 delta = value - synced.get(label_values, 0)
                 if delta > 0:
                     (counter.labels(*label_values) if label_values else counter).inc(delta)
         for name, gauge in self._gauges.items():
-            gauge.set(values[name][()])
+            if name in values:
+                gauge.set(values[name][()])
         self._synced = values
         assert self._dir is not None
         _forget_dead_workers(self._dir)

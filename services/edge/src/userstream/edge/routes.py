@@ -9,7 +9,6 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from userstream.cursor import Cursor, CursorError, parse_cursor
-from userstream.edge.auth import COOKIE_NAME, QUERY_PARAMETER, authenticate
 from userstream.edge.errors import BadRequestError, GoneError
 from userstream.edge.runtime import EdgeRuntime, Opened
 from userstream.edge.stream_response import EventStream
@@ -49,12 +48,7 @@ def _respond(runtime: EdgeRuntime, opened: Opened) -> EventStream:
 @get("/me/stream")
 async def me_stream(request: AnyRequest, runtime: NamedDependency[EdgeRuntime]) -> EventStream:
     """The signed-in user's unified stream."""
-    principal = authenticate(
-        request.headers.get("authorization"),
-        request.cookies.get(COOKIE_NAME),
-        request.query_params.get(QUERY_PARAMETER),
-        runtime.tokens,
-    )
+    principal = await runtime.auth.authenticate(request)
     start = read_start(request)
     return _respond(runtime, await runtime.open_stream(principal, start))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Callable
@@ -10,12 +11,13 @@ from dataclasses import dataclass
 
 import structlog
 
-from userstream.acl_state.subject import CursorRefusedError
+from userstream.acl_state.subject import CursorRefusedError, Subject
 from userstream.coalesce import Coalescer
 from userstream.cursor import Cursor, LogBounds, Position, parse_cursor
 from userstream.edge import sse
 from userstream.edge._log_identity import LogIdentityWatch
 from userstream.edge.acl_batcher import SubjectBatcher
+from userstream.edge.auth import EdgeAuth
 from userstream.edge.connection import Connection
 from userstream.edge.errors import UnavailableHTTPError
 from userstream.edge.expiry import ExpiryWheel
@@ -31,7 +33,7 @@ from userstream.nats_connection import NatsConnection
 from userstream.permissions import SYSTEM_USER
 from userstream.rpc.acl import AclClient
 from userstream.rpc.channel import is_serving
-from userstream.tokens import Principal, TokenVerifier
+from userstream.tokens import Principal
 from userstream.tracing import start_tracing
 
 log = structlog.get_logger("userstream.edge")
@@ -84,7 +86,7 @@ class EdgeRuntime:
         self._expiry = ExpiryWheel()
         # Anonymous streams end after their lifetime and come back through the caps (their `retry:` as set).
         self._lifetimes = ExpiryWheel(MAX_LIFETIME, retry_ms=settings.retry_ms)
-        self.tokens = TokenVerifier(settings.jwt_secret)
+        self.auth = EdgeAuth(settings.auth, cors_origins=settings.cors_origins, retry_after=settings.retry_after)
         self._subjects = SubjectBatcher(self.acl)
         self.draining = False
         self.acl_reachable = False
@@ -101,6 +103,7 @@ class EdgeRuntime:
             loop.create_task(self._expiry.run()),
             loop.create_task(self._lifetimes.run()),
             loop.create_task(self._watch_acl()),
+            loop.create_task(self.auth.run()),
         ]
         if self.hub.tracer is not None:
             self._tasks.append(loop.create_task(self.hub.tracer.run()))
@@ -135,6 +138,7 @@ class EdgeRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.hub.close()
+        await self.auth.close()
         await self.acl.close()
         await self.log.close()
         await self.nats.close()
@@ -190,20 +194,9 @@ class EdgeRuntime:
             # Spread over the last tenth, so streams opened together do not all come back together.
             self._lifetimes.add(connection, time.time() + lifetime - random.uniform(0, lifetime / 10))  # noqa: S311
         else:
-            asked = time.perf_counter()
-            try:
-                subject = await self._subjects.get_subject(principal.user_id, str(requested) if requested else "now")
-            except CursorRefusedError as refused:
-                return Opened(refetch_reason=refused.reason)
-            except FailedPreconditionError:
-                return Opened(refetch_reason=Position.EXPIRED.value)
-            except UserstreamError as exc:
-                # The details (gRPC status, acl's address) are for the log, not for whoever asked.
-                log.warning("acl.snapshot_failed", user=principal.user_id, error=str(exc))
-                raise UnavailableHTTPError("acl did not answer", self.settings.retry_after) from exc
-            finally:
-                if self.observe_acl is not None:
-                    self.observe_acl(time.perf_counter() - asked)
+            subject = await self._snapshot(principal.user_id, requested)
+            if isinstance(subject, Opened):
+                return subject  # told to refetch
             start = requested.sequence if requested else parse_cursor(subject.cursor).sequence
             target = bounds.last_sequence if bounds is not None else start
             connection = self._connection(
@@ -215,13 +208,31 @@ class EdgeRuntime:
                 resumed=requested is not None,
             )
             subjects = [user_subject(principal.user_id), *(org_subject(org) for org in subject.memberships)]
-            self._expiry.add(connection, principal.expires_at)
+            if math.isfinite(principal.expires_at):  # a session hook's `expires_at: null` never expires
+                self._expiry.add(connection, principal.expires_at)
         self.registry.add(connection)
         for name in subjects:
             self.hub.join(connection, name, after=start)
         connection.release()  # the connect hold: from here the joins alone hold it
         log.info("stream.open", connection=connection.id, user=connection.user_id, resumed=connection.resumed)
         return Opened(connection=connection)
+
+    async def _snapshot(self, user_id: str, requested: Cursor | None) -> Subject | Opened:
+        """The user's subject from acl as of ``requested`` (or now), or the refetch acl asks for."""
+        asked = time.perf_counter()
+        try:
+            return await self._subjects.get_subject(user_id, str(requested) if requested else "now")
+        except CursorRefusedError as refused:
+            return Opened(refetch_reason=refused.reason)
+        except FailedPreconditionError:
+            return Opened(refetch_reason=Position.EXPIRED.value)
+        except UserstreamError as exc:
+            # The details (gRPC status, acl's address) are for the log, not for whoever asked.
+            log.warning("acl.snapshot_failed", user=user_id, error=str(exc))
+            raise UnavailableHTTPError("acl did not answer", self.settings.retry_after) from exc
+        finally:
+            if self.observe_acl is not None:
+                self.observe_acl(time.perf_counter() - asked)
 
     def _connection(
         self,

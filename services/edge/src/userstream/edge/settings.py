@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from userstream.auth.keys import UnusableKeyError, VerificationKey, load_public_key, secret_key
 from userstream.policy import Policy
 from userstream.settings import (
     Env,
@@ -42,11 +45,97 @@ class DevToolsSettings:
 
 
 @dataclass(frozen=True)
+class AuthSettings:
+    """How the edge knows who is asking (CONTRACT §6); at least one key source is required."""
+
+    # HS256 secrets: the one that signs now, and the one it replaced (both verify during a rotation).
+    secret: str | None = None
+    previous_secret: str | None = None
+    # PEM public keys: RSA (RS256), EC P-256 (ES256), Ed25519 (EdDSA).
+    public_keys: tuple[Path, ...] = ()
+    jwks_url: str | None = None
+    # Seconds between fetches of the key set (± 10 % jitter).
+    jwks_refresh: float = 300.0
+    # Seconds at least between two fetches caused by an unknown `kid`.
+    jwks_min_refetch: float = 30.0
+    # Seconds a fetch of the key set may take.
+    jwks_timeout: float = 5.0
+    issuer: str | None = None
+    audience: str | None = None
+    # Tokens remembered as verified (a reconnect storm presents the same ones again).
+    token_cache_entries: int = 50_000
+    # The application's session endpoint, for requests without a token.
+    hook_url: str | None = None
+    # Seconds a request waits for the hook, queueing for a free call included.
+    hook_timeout: float = 2.0
+    # Hook calls in flight at once per worker; more wait (within hook_timeout) for a free one.
+    hook_concurrency: int = 64
+    # Seconds the hook's 200 for the same headers is reused (never past its expires_at); 0: not reused.
+    hook_cache_ttl: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: Env, secret: str | None = None) -> AuthSettings:
+        paths = tuple(Path(p.strip()) for p in env.text("JWT_PUBLIC_KEYS", "").split(",") if p.strip())
+        settings = cls(
+            secret=secret or env.optional_text("JWT_SECRET"),
+            previous_secret=env.optional_text("JWT_PREVIOUS_SECRET"),
+            public_keys=paths,
+            jwks_url=_http_url(env, "JWKS_URL"),
+            jwks_refresh=env.number("JWKS_REFRESH", cls.jwks_refresh, minimum=1.0),
+            jwks_min_refetch=env.number("JWKS_MIN_REFETCH", cls.jwks_min_refetch),
+            jwks_timeout=env.number("JWKS_TIMEOUT", cls.jwks_timeout, minimum=0.1),
+            issuer=env.optional_text("JWT_ISSUER"),
+            audience=env.optional_text("JWT_AUDIENCE"),
+            token_cache_entries=env.integer("TOKEN_CACHE_ENTRIES", cls.token_cache_entries, minimum=1),
+            hook_url=_http_url(env, "AUTH_HOOK_URL"),
+            hook_timeout=env.number("AUTH_HOOK_TIMEOUT", cls.hook_timeout, minimum=0.01),
+            hook_concurrency=env.integer("AUTH_HOOK_CONCURRENCY", cls.hook_concurrency, minimum=1),
+            hook_cache_ttl=env.number("AUTH_HOOK_CACHE_TTL", cls.hook_cache_ttl),
+        )
+        if not (settings.secret or settings.public_keys or settings.jwks_url):
+            raise SettingsError(
+                "no key to verify stream tokens: set USERSTREAM_JWT_SECRET (HS256), "
+                "USERSTREAM_JWT_PUBLIC_KEYS (PEM files) or USERSTREAM_JWKS_URL"
+            )
+        if settings.previous_secret and not settings.secret:
+            raise SettingsError("USERSTREAM_JWT_PREVIOUS_SECRET is set without USERSTREAM_JWT_SECRET")
+        for variable, value in (("JWT_SECRET", settings.secret), ("JWT_PREVIOUS_SECRET", settings.previous_secret)):
+            if value is not None and len(value.encode()) < MIN_JWT_SECRET_BYTES:
+                raise SettingsError(
+                    f"USERSTREAM_{variable} is {len(value.encode())} bytes; at least {MIN_JWT_SECRET_BYTES} are "
+                    "required (a shorter HS256 secret can be guessed from one token), e.g. $(openssl rand -hex 32)"
+                )
+        settings.static_keys()  # a PEM file that cannot be used stops the start, naming the file
+        return settings
+
+    def static_keys(self) -> list[VerificationKey]:
+        """The secrets and PEM public keys, each bound to its algorithm; SettingsError naming a bad file."""
+        keys = [secret_key(self.secret, "USERSTREAM_JWT_SECRET")] if self.secret else []
+        if self.previous_secret:
+            keys.append(secret_key(self.previous_secret, "USERSTREAM_JWT_PREVIOUS_SECRET"))
+        for path in self.public_keys:
+            try:
+                keys.append(load_public_key(path))
+            except UnusableKeyError as error:
+                raise SettingsError(f"USERSTREAM_JWT_PUBLIC_KEYS: {error}") from None
+        return keys
+
+
+def _http_url(env: Env, name: str) -> str | None:
+    url = env.optional_text(name)
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise SettingsError(f"USERSTREAM_{name}={url!r} must be an http:// or https:// URL")
+    return url
+
+
+@dataclass(frozen=True)
 class EdgeSettings:
     host: str
     port: int
     workers: int
-    jwt_secret: str
+    auth: AuthSettings
     nats: NatsSettings
     stream: LogStreamSettings
     policy: Policy
@@ -118,14 +207,6 @@ class EdgeSettings:
         env: Env | None = None,
     ) -> EdgeSettings:
         env = env or Env()
-        secret = jwt_secret or env.optional_text("JWT_SECRET")
-        if not secret:
-            raise SettingsError("USERSTREAM_JWT_SECRET is required: the HS256 secret that signs stream tokens")
-        if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
-            raise SettingsError(
-                f"USERSTREAM_JWT_SECRET is {len(secret.encode())} bytes; at least {MIN_JWT_SECRET_BYTES} are required "
-                "(a shorter HS256 secret can be guessed from one token), e.g. $(openssl rand -hex 32)"
-            )
         origins = tuple(o.strip() for o in env.text("CORS_ORIGINS", "").split(",") if o.strip())
         if "*" in origins:
             raise SettingsError(
@@ -136,7 +217,7 @@ class EdgeSettings:
             host=host,
             port=port,
             workers=workers,
-            jwt_secret=secret,
+            auth=AuthSettings.from_env(env, jwt_secret),
             nats=NatsSettings.from_env(env, nats_url),
             stream=LogStreamSettings.from_env(env),
             policy=PolicySettings.from_env(env).policy,

@@ -7,7 +7,10 @@
  *     key: currentUserId,                      // required: tabs with the same key (and origin) share
  *                                              // one stream, so it must name the signed-in user
  *     token: () => fetchStreamToken(),         // a string, or a function (may return a Promise);
- *                                              // omitted: the `userstream_token` cookie is used
+ *                                              // omitted: the `userstream_token` cookie, or the
+ *                                              // application's session cookie (the edge's session hook);
+ *                                              // a `token-expired` close then simply reconnects
+ *     withCredentials: "auto",                 // cookies cross-origin: "auto" (default), true, false
  *     sourceId: mySourceId,                    // changes whose tx.sourceId is this are not delivered
  *     onChange(change) {},                     // every permitted change, in order, once
  *     onStatus({ status, role, cursor }) {},   // connecting | live | reconnecting | closed; leader | follower
@@ -35,7 +38,9 @@
     initialDelay: 500, // ms before the first reconnect after a failure; doubles up to maxDelay
     maxDelay: 30000,
     closeDelay: 3000, // ms before reconnecting after the server's `close` (shutdown, slow-consumer)
-    withCredentials: false,
+    // Send cookies with the stream (a session, or the userstream_token cookie): "auto" does when the
+    // stream is on another origin than the page (the edge must list the page in USERSTREAM_CORS_ORIGINS).
+    withCredentials: "auto",
   };
 
   function randomId() {
@@ -66,6 +71,8 @@
       throw new TypeError("userstream.connect: `key` is required, e.g. the signed-in user's id");
     }
     var streamUrl = new URL(options.url, global.location.href);
+    var withCredentials =
+      options.withCredentials === "auto" ? streamUrl.origin !== global.location.origin : !!options.withCredentials;
     var scope = streamUrl.origin + streamUrl.pathname + "|" + options.key;
     var cursorKey = "userstream:cursor:" + scope;
     var sourceId = options.sourceId || randomId();
@@ -165,7 +172,7 @@
           var url = new URL(streamUrl.href);
           if (value) url.searchParams.set("access_token", value);
           url.searchParams.set("offset", readCursor() || "now");
-          source = new global.EventSource(url.href, { withCredentials: !!options.withCredentials });
+          source = new global.EventSource(url.href, { withCredentials: withCredentials });
           source.addEventListener("change", onChangeEvent);
           source.addEventListener("offset", onOffsetEvent);
           source.addEventListener("must-refetch", onMustRefetchEvent);

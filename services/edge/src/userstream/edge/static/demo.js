@@ -62,13 +62,14 @@
     url.searchParams.set("user", user);
     history.replaceState(null, "", url.href);
     document.title = "userstream demo: " + user;
-    stream = userstream.connect({
+    function fetchToken() {
+      return api("GET", "/dev/token?user=" + encodeURIComponent(user)).then(function (r) {
+        return r.token;
+      });
+    }
+    var options = {
       key: user,
-      token: function () {
-        return api("GET", "/dev/token?user=" + encodeURIComponent(user)).then(function (r) {
-          return r.token;
-        });
-      },
+      token: fetchToken,
       onChange: onChange,
       onStatus: onStatus,
       onMustRefetch: function (reason) {
@@ -78,7 +79,18 @@
       onClose: function (reason) {
         note("the server closed the stream (" + reason + "); resuming from the last cursor");
       },
-    });
+    };
+    if (new URL(location.href).searchParams.get("auth") === "cookie") {
+      // ?auth=cookie: the token in the userstream_token cookie, as an application on the same site would
+      // set it, and an EventSource without a token in its URL.
+      options.token = undefined;
+      fetchToken().then(function (token) {
+        document.cookie = "userstream_token=" + token + "; path=/; SameSite=Strict";
+        if (userId === user) stream = userstream.connect(options);
+      });
+    } else {
+      stream = userstream.connect(options);
+    }
     loadMemberships();
   }
 
