@@ -296,7 +296,8 @@ class Relay:
         session, self._session = self._session, None
         if session is not None:
             with contextlib.suppress(psycopg.Error):
-                await session.close()
+                # Shielded: the relay stopping (a cancellation) must still close the connection.
+                await asyncio.shield(session.close())
 
     def _set_role(self, role: str) -> None:
         self.role = role

@@ -8,6 +8,7 @@ another relay may hold by now) cannot delete a row or move its progress.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -75,7 +76,12 @@ class OutboxSession:
         # A DSN or URI; these settings are merged into it (and win over its own).
         conninfo = psycopg.conninfo.make_conninfo(dsn, connect_timeout=max(1, int(timeout)), **_KEEPALIVES)
         connection = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
-        await connection.execute(_SERVER_KEEPALIVES)
+        try:
+            await connection.execute(_SERVER_KEEPALIVES)
+        except BaseException:
+            # Failed or cancelled (the relay stopping) before the session owns it: never leave it open.
+            await asyncio.shield(connection.close())
+            raise
         return cls(connection)
 
     @property
