@@ -8,6 +8,7 @@ VerificationUnavailableError → 503 with Retry-After.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,6 +54,9 @@ class EdgeAuth:
             )
             timeout = max(settings.jwks_timeout, settings.hook_timeout)
             self._client = httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
+            # httpx logs every request at INFO: in a storm one JSON line per hook call, the CPU of a
+            # connect's worth of work, and the full URL (which may carry the application's credentials).
+            logging.getLogger("httpx").setLevel(logging.WARNING)
         self.jwks: JwksCache | None = None
         if settings.jwks_url:
             assert self._client is not None
