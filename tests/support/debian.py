@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 
 _LOCK = Path("/tmp/userstream-apt.lock")
+# Where Debian puts administrators' commands (iptables, the PostgreSQL cluster tools' helpers): on root's PATH
+# in a login shell, but not in every environment a test runs in (`env -i PATH=/usr/bin:/bin`, some CI runners).
+_SYSTEM_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 _APT_TIMEOUT = 900.0
 _updated = False
 
@@ -26,8 +29,10 @@ _updated = False
 def ensure_commands(commands: dict[str, str]) -> None:
     """Make every command in ``{command: debian package}`` available, or skip the test saying how.
 
-    A command already on PATH (or at the given absolute path) needs nothing.
+    A command already on PATH (or at the given absolute path) needs nothing. The system's sbin folders join
+    this process's PATH first, so that the command and the tools it runs itself (podman runs iptables) are found.
     """
+    _with_system_dirs()
     missing = {command: package for command, package in commands.items() if not _available(command)}
     if not missing:
         return
@@ -56,6 +61,13 @@ def install(packages: Iterable[str]) -> None:
             timeout=_APT_TIMEOUT,
             capture_output=True,
         )
+
+
+def _with_system_dirs() -> None:
+    entries = os.environ.get("PATH", "").split(os.pathsep)
+    missing = [folder for folder in _SYSTEM_DIRS if folder not in entries]
+    if missing:
+        os.environ["PATH"] = os.pathsep.join([*entries, *missing])
 
 
 def _available(command: str) -> bool:
