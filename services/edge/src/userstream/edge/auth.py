@@ -8,13 +8,16 @@ VerificationUnavailableError → 503 with Retry-After.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
+from aiohttp.helpers import get_env_proxy_for_url
 from litestar import Request
+from yarl import URL
 
 from userstream.auth.jwks import JwksCache
 from userstream.auth.verifier import TokenVerifier, VerificationUnavailableError
@@ -56,7 +59,7 @@ class EdgeAuth:
             logging.getLogger("httpx").setLevel(logging.WARNING)
         self._hook_session: aiohttp.ClientSession | None = None
         if settings.hook_url:
-            self._hook_session = _hook_session(settings.hook_concurrency, settings.hook_timeout)
+            self._hook_session = _hook_session(settings.hook_url, settings.hook_concurrency, settings.hook_timeout)
         self.jwks: JwksCache | None = None
         if settings.jwks_url and self._client is not None:
             self.jwks = JwksCache(
@@ -127,7 +130,7 @@ class EdgeAuth:
         raise UnauthorizedError("a session stream from another origin must be allowed by USERSTREAM_CORS_ORIGINS")
 
 
-def _hook_session(concurrency: int, timeout: float) -> aiohttp.ClientSession:
+def _hook_session(url: str, concurrency: int, timeout: float) -> aiohttp.ClientSession:
     """The worker's pooled session for the hook: one kept-alive connection per call the semaphore lets through."""
     connector = aiohttp.TCPConnector(
         limit=concurrency,
@@ -135,13 +138,19 @@ def _hook_session(concurrency: int, timeout: float) -> aiohttp.ClientSession:
         # The same CA store as the JWKS's httpx client (certifi, or SSL_CERT_FILE / SSL_CERT_DIR when set).
         ssl=httpx.create_ssl_context(),
     )
+    # HTTP(S)_PROXY / NO_PROXY, read once for the hook's one URL. Not trust_env: it reads them again, and
+    # ~/.netrc for credentials to send the hook, in a thread on every call — two thread hops per connect.
+    proxy: URL | None = None
+    proxy_auth: aiohttp.BasicAuth | None = None
+    with contextlib.suppress(LookupError):
+        proxy, proxy_auth = get_env_proxy_for_url(URL(url))
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=timeout),
         # The hook answers for many browsers: a cookie it sets must never ride along on another browser's call.
         cookie_jar=aiohttp.DummyCookieJar(),
-        # HTTP(S)_PROXY / NO_PROXY, as httpx's default.
-        trust_env=True,
+        proxy=proxy,
+        proxy_auth=proxy_auth,
     )
 
 
