@@ -8,12 +8,16 @@ VerificationUnavailableError → 503 with Retry-After.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpx
+from aiohttp.helpers import get_env_proxy_for_url
 from litestar import Request
+from yarl import URL
 
 from userstream.auth.jwks import JwksCache
 from userstream.auth.verifier import TokenVerifier, VerificationUnavailableError
@@ -37,29 +41,27 @@ class EdgeAuth:
         self.settings = settings
         self._cors_origins = frozenset(cors_origins)
         self._retry_after = retry_after
-        # One pooled client per worker for all of its HTTP egress (the JWKS and the hook). Its pool holds a
-        # connection for each hook call the semaphore lets through plus the JWKS's, so a key refresh never
-        # queues behind a storm of hook calls. Redirects are not followed, and nothing a token says (jku, x5u)
-        # is ever fetched. The usual HTTPS_PROXY / NO_PROXY / SSL_CERT_FILE variables apply, as for any egress
-        # of the process (a hook inside the cluster behind a proxy for the outside belongs in NO_PROXY).
+        # Each worker's HTTP egress: one pooled httpx client for the JWKS (a fetch every few minutes) and one
+        # aiohttp session for the session hook (a call per cookie-authenticated connect, thousands a second in a
+        # reconnect storm, where httpx's pool bookkeeping cost ~2 ms of CPU per call — see docs/auth.md).
+        # Neither follows redirects, and nothing a token says (jku, x5u) is ever fetched. The usual
+        # HTTPS_PROXY / NO_PROXY / SSL_CERT_FILE variables apply to both, as for any egress of the process
+        # (a hook inside the cluster behind a proxy for the outside belongs in NO_PROXY).
         self._client: httpx.AsyncClient | None = None
-        connections = (_JWKS_CONNECTIONS if settings.jwks_url else 0) + (
-            settings.hook_concurrency if settings.hook_url else 0
-        )
-        if connections:
+        if settings.jwks_url:
             limits = httpx.Limits(
-                max_connections=connections,
-                max_keepalive_connections=connections,
+                max_connections=_JWKS_CONNECTIONS,
+                max_keepalive_connections=_JWKS_CONNECTIONS,
                 keepalive_expiry=_KEEPALIVE_EXPIRY,
             )
-            timeout = max(settings.jwks_timeout, settings.hook_timeout)
-            self._client = httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
-            # httpx logs every request at INFO: in a storm one JSON line per hook call, the CPU of a
-            # connect's worth of work, and the full URL (which may carry the application's credentials).
+            self._client = httpx.AsyncClient(limits=limits, timeout=settings.jwks_timeout, follow_redirects=False)
+            # httpx logs every request at INFO, with the full URL (which may carry credentials).
             logging.getLogger("httpx").setLevel(logging.WARNING)
+        self._hook_session: aiohttp.ClientSession | None = None
+        if settings.hook_url:
+            self._hook_session = _hook_session(settings.hook_url, settings.hook_concurrency, settings.hook_timeout)
         self.jwks: JwksCache | None = None
-        if settings.jwks_url:
-            assert self._client is not None
+        if settings.jwks_url and self._client is not None:
             self.jwks = JwksCache(
                 settings.jwks_url,
                 self._client,
@@ -75,11 +77,10 @@ class EdgeAuth:
             max_entries=settings.token_cache_entries,
         )
         self.hook: SessionHook | None = None
-        if settings.hook_url:
-            assert self._client is not None
+        if settings.hook_url and self._hook_session is not None:
             self.hook = SessionHook(
                 settings.hook_url,
-                self._client,
+                self._hook_session,
                 timeout=settings.hook_timeout,
                 concurrency=settings.hook_concurrency,
                 cache_ttl=settings.hook_cache_ttl,
@@ -95,6 +96,8 @@ class EdgeAuth:
             await self.jwks.close()
         if self._client is not None:
             await self._client.aclose()
+        if self._hook_session is not None:
+            await self._hook_session.close()
 
     async def authenticate(self, request: Request[Any, Any, Any]) -> Principal:
         """The verified principal, by precedence: Authorization header, cookie, query, then the session hook."""
@@ -127,6 +130,30 @@ class EdgeAuth:
         if urlsplit(origin).netloc.lower() == (request.headers.get("host") or "").lower():
             return
         raise UnauthorizedError("a session stream from another origin must be allowed by USERSTREAM_CORS_ORIGINS")
+
+
+def _hook_session(url: str, concurrency: int, timeout: float) -> aiohttp.ClientSession:
+    """The worker's pooled session for the hook: one kept-alive connection per call the semaphore lets through."""
+    connector = aiohttp.TCPConnector(
+        limit=concurrency,
+        keepalive_timeout=_KEEPALIVE_EXPIRY,
+        # The same CA store as the JWKS's httpx client (certifi, or SSL_CERT_FILE / SSL_CERT_DIR when set).
+        ssl=httpx.create_ssl_context(),
+    )
+    # HTTP(S)_PROXY / NO_PROXY, read once for the hook's one URL. Not trust_env: it reads them again, and
+    # ~/.netrc for credentials to send the hook, in a thread on every call — two thread hops per connect.
+    proxy: URL | None = None
+    proxy_auth: aiohttp.BasicAuth | None = None
+    with contextlib.suppress(LookupError):
+        proxy, proxy_auth = get_env_proxy_for_url(URL(url))
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        # The hook answers for many browsers: a cookie it sets must never ride along on another browser's call.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        proxy=proxy,
+        proxy_auth=proxy_auth,
+    )
 
 
 def find_token(authorization: str | None, cookie: str | None, query: str | None) -> str | None:

@@ -20,8 +20,9 @@ import hashlib
 import math
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 
-import httpx
+import aiohttp
 import msgspec
 import structlog
 
@@ -51,7 +52,7 @@ class SessionHook:
     def __init__(
         self,
         url: str,
-        client: httpx.AsyncClient,
+        session: aiohttp.ClientSession,
         *,
         timeout: float,
         concurrency: int,
@@ -59,7 +60,7 @@ class SessionHook:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url
-        self._client = client
+        self._session = session
         self._timeout = timeout
         self._slots = asyncio.Semaphore(concurrency)
         self._cache_ttl = cache_ttl
@@ -109,30 +110,26 @@ class SessionHook:
                 status, content = await self._post(body)
         except TimeoutError:
             raise VerificationUnavailableError(f"the session hook did not answer within {self._timeout} s") from None
-        except httpx.HTTPError as error:
+        except aiohttp.ClientError as error:
             raise VerificationUnavailableError(f"the session hook cannot be reached ({type(error).__name__})") from None
         return self._read(status, content)
 
     async def _post(self, body: bytes) -> tuple[int, bytes | None]:
         """The status and the answer's bytes (None: longer than MAX_ANSWER_BYTES, left unread)."""
-        request = self._client.build_request(
-            "POST", self.url, content=body, headers=_REQUEST_HEADERS, timeout=self._timeout
-        )
-        response = await self._client.send(request, stream=True)
-        try:
+        async with self._session.post(self.url, data=body, headers=_REQUEST_HEADERS, allow_redirects=False) as response:
             content = bytearray()
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.content.iter_any():
                 content += chunk
                 if len(content) > MAX_ANSWER_BYTES:
-                    return response.status_code, None
-            return response.status_code, bytes(content)
-        finally:
-            await response.aclose()
+                    # The rest is not read: the connection cannot be reused, so it is closed, not pooled.
+                    response.close()
+                    return response.status, None
+            return response.status, bytes(content)
 
     def _read(self, status: int, content: bytes | None) -> Principal:
-        if status in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+        if status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
             raise TokenError("the application did not accept the session")
-        if status != httpx.codes.OK:
+        if status != HTTPStatus.OK:
             raise VerificationUnavailableError(f"the session hook answered {status}")
         if content is None:
             raise VerificationUnavailableError(f"the session hook's answer is over {MAX_ANSWER_BYTES} bytes")
