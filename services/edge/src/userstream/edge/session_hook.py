@@ -107,7 +107,13 @@ class SessionHook:
         try:
             async with asyncio.timeout(self._timeout), self._slots:
                 self.calls += 1
-                status, content = await self._post(body)
+                try:
+                    status, content = await self._post(body)
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                    # A kept-alive connection the application closed as we reused it (its idle timeout, or it
+                    # closes after an answer it could not finish): asking again, on a new connection, is safe —
+                    # the hook only reads the session. Once: a server that is down fails again at once.
+                    status, content = await self._post(body)
         except TimeoutError:
             raise VerificationUnavailableError(f"the session hook did not answer within {self._timeout} s") from None
         except aiohttp.ClientError as error:
