@@ -11,7 +11,7 @@ import nats.js.errors
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import RunningActivity, service_env
+from tests.conftest import RunningActivity, service_env, start_activity
 from userstream.acl.service import AclService
 from userstream.acl.settings import AclSettings
 from userstream.acl_state.log_events import MembershipEvent, decode_membership_event
@@ -51,6 +51,17 @@ async def acl(activity: RunningActivity, nats_server: NatsServerProcess) -> Asyn
         yield running
     finally:
         await running.close()
+
+
+@pytest.fixture
+async def short_log(nats_server: NatsServerProcess) -> AsyncIterator[RunningActivity]:
+    """Activity keeping only the last 10 events: older ones are purged as new ones arrive."""
+    running = await start_activity(nats_server.url, RETENTION_MAX_MSGS="10")
+    try:
+        yield running
+    finally:
+        await running.client.close()
+        await running.service.stop()
 
 
 async def serving(address: str) -> bool:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import msgspec
 import nats
 import pytest
 
-from tests.conftest import RunningActivity, start_activity
+from tests.conftest import RunningActivity
 from tests.integration.acl.conftest import RunningAcl, start_acl
 from userstream.embedded_nats import NatsServerProcess
 from userstream.errors import FailedPreconditionError
@@ -81,17 +80,6 @@ async def test_a_replica_that_has_not_applied_the_deletion_yet_is_refused_by_the
     projection.deleted.pop("acme", None)
     with pytest.raises(FailedPreconditionError, match="'acme'"):
         await acl.client.grant_membership("carol", "acme", "member")
-
-
-@pytest.fixture
-async def short_log(nats_server: NatsServerProcess) -> AsyncIterator[RunningActivity]:
-    """Activity keeping only the last 10 events: older ones are purged as new ones arrive."""
-    running = await start_activity(nats_server.url, RETENTION_MAX_MSGS="10")
-    try:
-        yield running
-    finally:
-        await running.client.close()
-        await running.service.stop()
 
 
 async def test_a_restart_from_a_snapshot_still_knows_after_the_log_forgot(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -29,17 +28,6 @@ def membership(user_id: str, organization_id: str, role: str = "member", action:
 
 def page(organization_id: str = "acme") -> ActivityInput:
     return ActivityInput(type="page.updated", entity_id="p1", organization_id=organization_id)
-
-
-@pytest.fixture
-async def short_log(nats_server: NatsServerProcess) -> AsyncIterator[RunningActivity]:
-    """Activity keeping only the last 10 events: older ones are purged as new ones arrive."""
-    running = await start_activity(nats_server.url, RETENTION_MAX_MSGS="10")
-    try:
-        yield running
-    finally:
-        await running.client.close()
-        await running.service.stop()
 
 
 async def test_a_restart_recovers_from_the_snapshot_and_the_log(
