@@ -46,7 +46,7 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "userstream_edge_deliveries": ("Events written to streams.", ()),
     "userstream_edge_drops": ("Streams cut off, by reason.", ("reason",)),
     "userstream_edge_gap_repairs": ("Gaps in the live flow repaired from the log.", ()),
-    "userstream_edge_catchup_reads": ("Ranges read back from the log.", ()),
+    "userstream_edge_catchup_reads": ("Reads of the log for catch-ups (one per page) and gap repairs.", ()),
     "userstream_edge_must_refetch": (
         "Stream requests told to refetch (cursor outside the log), by reason.",
         ("reason",),
